@@ -1,0 +1,392 @@
+//! Applying commands: the only place the store's state changes.
+//!
+//! An [`Applier`] runs one batch. Every command first passes all its checks against the state
+//! before it, and only then writes, so a failed command leaves nothing behind; its writes land in
+//! [`PendingWrites`], which later commands of the batch read through, and the whole batch
+//! reaches the engine as one atomic write together with the new revision and applied position.
+
+use crate::codec::{self, VersionRecord};
+use crate::command::{
+    Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, LeaseInfo, PutRequest,
+    PutResponse, RangeRequest, RequestOp, Response, ResponseOp, TxnRequest, TxnResponse, MAX_LEASE_TTL_SECONDS,
+};
+use crate::engine::{Engine, Space};
+use crate::error::{Error, Result};
+use crate::key_range::KeyRange;
+use crate::key_value::{Change, Event, EventKind, KeyValue};
+use crate::lease;
+use crate::meta;
+use crate::pending::PendingWrites;
+use crate::range;
+use crate::read_view::{Flow, ReadView};
+use crate::revision::Revision;
+use crate::txn_check;
+
+pub struct Applier<'a> {
+    engine: &'a dyn Engine,
+    max_txn_ops: usize,
+    pub pending: PendingWrites,
+    /// The revision after the commands applied so far in this batch.
+    pub revision: i64,
+    pub compact_revision: i64,
+    /// One entry per command that changed keys.
+    pub changes: Vec<Change>,
+}
+
+/// The writes of one command: they all share one main revision.
+struct RevisionWriter {
+    main: i64,
+    next_sub: i64,
+    events: Vec<Event>,
+}
+
+impl RevisionWriter {
+    fn wrote(&self) -> bool {
+        self.next_sub > 0
+    }
+
+    fn next_revision(&mut self) -> Revision {
+        let revision = Revision::new(self.main, self.next_sub);
+        self.next_sub += 1;
+        revision
+    }
+}
+
+/// The branch a txn takes, decided before it writes, for it and each nested txn it runs.
+struct TxnPlan {
+    succeeded: bool,
+    nested: Vec<TxnPlan>,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(engine: &'a dyn Engine, max_txn_ops: usize, revision: i64, compact_revision: i64) -> Self {
+        Applier {
+            engine,
+            max_txn_ops,
+            pending: PendingWrites::default(),
+            revision,
+            compact_revision,
+            changes: Vec::new(),
+        }
+    }
+
+    /// Applies one command. An `Err` is the command's own failure (it wrote nothing), except
+    /// [`Error::Engine`] and [`Error::Corrupt`], after which the batch must be abandoned.
+    pub fn apply(&mut self, command: &Command) -> Result<Response> {
+        let mut writer = RevisionWriter { main: self.revision + 1, next_sub: 0, events: Vec::new() };
+        let response = match command {
+            Command::Put(put) => {
+                check_put_shape(put)?;
+                self.check_put(put, self.revision)?;
+                Response::Put(self.put(&mut writer, put)?)
+            }
+            Command::DeleteRange(delete) => {
+                if delete.key.is_empty() {
+                    return Err(Error::EmptyKey);
+                }
+                Response::DeleteRange(self.delete_range(&mut writer, delete)?)
+            }
+            Command::Txn(txn) => {
+                txn_check::check_shape(txn, self.max_txn_ops)?;
+                let plan = self.plan(txn)?;
+                let mut response = self.txn(&mut writer, txn, &plan)?;
+                response.revision = if writer.wrote() { writer.main } else { self.revision };
+                Response::Txn(response)
+            }
+            Command::Compact { revision } => {
+                self.compact(*revision)?;
+                Response::Compact { revision: self.revision }
+            }
+            Command::LeaseGrant { id, ttl_seconds } => {
+                self.lease_grant(*id, *ttl_seconds)?;
+                Response::LeaseGrant { id: *id, ttl_seconds: *ttl_seconds, revision: self.revision }
+            }
+            Command::LeaseRevoke { id } => {
+                self.lease_revoke(&mut writer, *id)?;
+                Response::LeaseRevoke { revision: if writer.wrote() { writer.main } else { self.revision } }
+            }
+            Command::LeaseCheckpoint { id, remaining_ttl_seconds } => {
+                let mut info = self.lease(*id)?.ok_or(Error::LeaseNotFound { lease_id: *id })?;
+                info.remaining_ttl_seconds = *remaining_ttl_seconds;
+                self.pending.put(Space::Lease, codec::lease_key(*id).to_vec(), lease::encode(&info));
+                Response::LeaseCheckpoint { revision: self.revision }
+            }
+        };
+        if writer.wrote() {
+            self.revision = writer.main;
+            self.changes.push(Change { revision: writer.main, events: writer.events });
+        }
+        Ok(response)
+    }
+
+    /// Reads the store as of `revision`, including this batch's earlier writes.
+    fn read<T>(&self, revision: i64, read: impl FnOnce(&ReadView) -> Result<T>) -> Result<T> {
+        let reader = self.pending.over(self.engine);
+        read(&ReadView { reader: &reader, revision })
+    }
+
+    /// The revision reads inside a command see: its own writes so far, if any.
+    fn visible_revision(&self, writer: &RevisionWriter) -> i64 {
+        if writer.wrote() {
+            writer.main
+        } else {
+            self.revision
+        }
+    }
+
+    fn lease(&self, id: i64) -> Result<Option<LeaseInfo>> {
+        lease::get(&self.pending.over(self.engine), id)
+    }
+
+    // ---- checks, made before any write ----
+
+    fn check_put(&self, put: &PutRequest, revision: i64) -> Result<()> {
+        if put.ignore_value || put.ignore_lease {
+            let exists = self.read(revision, |view| view.get(&put.key))?.is_some();
+            if !exists {
+                return Err(Error::KeyNotFound);
+            }
+        }
+        if put.lease != 0 && self.lease(put.lease)?.is_none() {
+            return Err(Error::LeaseNotFound { lease_id: put.lease });
+        }
+        Ok(())
+    }
+
+    fn check_range(&self, range: &RangeRequest) -> Result<()> {
+        if range.revision > self.revision {
+            return Err(Error::FutureRevision { current_revision: self.revision });
+        }
+        if range.revision > 0 && range.revision < self.compact_revision {
+            return Err(Error::Compacted { compact_revision: self.compact_revision });
+        }
+        Ok(())
+    }
+
+    /// Decides every branch of the txn against the state before it (as etcd does, nested
+    /// compares included) and checks the operations on the chosen branches.
+    fn plan(&self, txn: &TxnRequest) -> Result<TxnPlan> {
+        let succeeded = self.compares_hold(&txn.compare)?;
+        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let mut nested = Vec::new();
+        for op in ops {
+            match op {
+                RequestOp::Range(range) => self.check_range(range)?,
+                RequestOp::Put(put) => self.check_put(put, self.revision)?,
+                RequestOp::DeleteRange(_) => {}
+                RequestOp::Txn(inner) => nested.push(self.plan(inner)?),
+            }
+        }
+        Ok(TxnPlan { succeeded, nested })
+    }
+
+    fn compares_hold(&self, compares: &[Compare]) -> Result<bool> {
+        for compare in compares {
+            if !self.compare_holds(compare)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// etcd's `applyCompare`: every key in the range must satisfy the compare; a range with no
+    /// key compares as a zero KeyValue, except on VALUE, which then fails.
+    fn compare_holds(&self, compare: &Compare) -> Result<bool> {
+        let range = KeyRange::new(&compare.key, &compare.range_end);
+        let mut any = false;
+        let mut holds = true;
+        self.read(self.revision, |view| {
+            view.scan(&range, |version| {
+                any = true;
+                holds = compare_key_value(compare, &version.to_key_value()?);
+                Ok(if holds { Flow::Continue } else { Flow::Stop })
+            })
+        })?;
+        if any {
+            return Ok(holds);
+        }
+        Ok(!matches!(compare.target, CompareTarget::Value(_)) && compare_key_value(compare, &KeyValue::default()))
+    }
+
+    // ---- writes ----
+
+    fn put(&mut self, writer: &mut RevisionWriter, put: &PutRequest) -> Result<PutResponse> {
+        let prev = self.read(self.visible_revision(writer), |view| view.get(&put.key))?;
+        let (value, lease) = match &prev {
+            Some(prev) => (
+                if put.ignore_value { prev.value.clone() } else { put.value.clone() },
+                if put.ignore_lease { prev.lease } else { put.lease },
+            ),
+            None => (put.value.clone(), put.lease),
+        };
+        let revision = writer.next_revision();
+        let kv = KeyValue {
+            key: put.key.clone(),
+            value: value.clone(),
+            create_revision: prev.as_ref().map_or(revision.main, |prev| prev.create_revision),
+            mod_revision: revision.main,
+            version: prev.as_ref().map_or(1, |prev| prev.version + 1),
+            lease,
+        };
+        let record = VersionRecord::Live { create_revision: kv.create_revision, version: kv.version, lease, value };
+        self.write_version(&put.key, revision, &record);
+        if let Some(prev) = prev.as_ref().filter(|prev| prev.lease != 0 && prev.lease != lease) {
+            self.pending.delete(Space::LeaseKeys, codec::lease_keys_key(prev.lease, &put.key));
+        }
+        if lease != 0 {
+            let (key, record) = lease::attach_record(lease, &put.key);
+            self.pending.put(Space::LeaseKeys, key, record);
+        }
+        writer.events.push(Event { kind: EventKind::Put, kv, prev_kv: prev.clone(), sub_revision: revision.sub });
+        Ok(PutResponse { prev_kv: prev.filter(|_| put.prev_kv), revision: writer.main })
+    }
+
+    fn delete_range(
+        &mut self,
+        writer: &mut RevisionWriter,
+        delete: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse> {
+        let range = KeyRange::new(&delete.key, &delete.range_end);
+        let mut doomed = Vec::new();
+        self.read(self.visible_revision(writer), |view| {
+            view.scan(&range, |version| {
+                doomed.push(version.to_key_value()?);
+                Ok(Flow::Continue)
+            })
+        })?;
+        let deleted = doomed.len() as i64;
+        for prev in &doomed {
+            self.delete_key(writer, prev.clone());
+        }
+        let revision = if writer.wrote() { writer.main } else { self.revision };
+        Ok(DeleteRangeResponse { deleted, prev_kvs: if delete.prev_kv { doomed } else { Vec::new() }, revision })
+    }
+
+    fn delete_key(&mut self, writer: &mut RevisionWriter, prev: KeyValue) {
+        let revision = writer.next_revision();
+        self.write_version(&prev.key, revision, &VersionRecord::Tombstone);
+        if prev.lease != 0 {
+            self.pending.delete(Space::LeaseKeys, codec::lease_keys_key(prev.lease, &prev.key));
+        }
+        let kv = KeyValue { key: prev.key.clone(), mod_revision: revision.main, ..KeyValue::default() };
+        writer.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev), sub_revision: revision.sub });
+    }
+
+    /// One version in the Kv space and its entry in the History space.
+    fn write_version(&mut self, key: &[u8], revision: Revision, record: &VersionRecord) {
+        let kv_key = codec::kv_key(key, revision);
+        let sealed = codec::seal(Space::Kv, &kv_key, record.encode());
+        self.pending.put(Space::Kv, kv_key, sealed);
+        let history_key = revision.to_bytes().to_vec();
+        let sealed = codec::seal(Space::History, &history_key, key.to_vec());
+        self.pending.put(Space::History, history_key, sealed);
+    }
+
+    fn txn(&mut self, writer: &mut RevisionWriter, txn: &TxnRequest, plan: &TxnPlan) -> Result<TxnResponse> {
+        let ops = if plan.succeeded { &txn.success } else { &txn.failure };
+        let mut nested_plans = plan.nested.iter();
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            let response = match op {
+                RequestOp::Range(request) => {
+                    let visible = self.visible_revision(writer);
+                    let at = if request.revision > 0 { request.revision } else { visible };
+                    let mut response = self.read(at, |view| range::range(view, request))?;
+                    response.revision = visible;
+                    ResponseOp::Range(response)
+                }
+                RequestOp::Put(put) => ResponseOp::Put(self.put(writer, put)?),
+                RequestOp::DeleteRange(delete) => ResponseOp::DeleteRange(self.delete_range(writer, delete)?),
+                RequestOp::Txn(inner) => {
+                    let inner_plan = nested_plans.next().expect("one plan per nested txn");
+                    let mut response = self.txn(writer, inner, inner_plan)?;
+                    response.revision = self.visible_revision(writer);
+                    ResponseOp::Txn(response)
+                }
+            };
+            responses.push(response);
+        }
+        Ok(TxnResponse { succeeded: plan.succeeded, responses, revision: 0 })
+    }
+
+    fn compact(&mut self, revision: i64) -> Result<()> {
+        if revision <= self.compact_revision {
+            return Err(Error::Compacted { compact_revision: self.compact_revision });
+        }
+        if revision > self.revision {
+            return Err(Error::FutureRevision { current_revision: self.revision });
+        }
+        self.compact_revision = revision;
+        meta::write_i64(&mut self.pending, meta::COMPACT_REVISION, revision);
+        Ok(())
+    }
+
+    fn lease_grant(&mut self, id: i64, ttl_seconds: i64) -> Result<()> {
+        if id <= 0 {
+            return Err(Error::InvalidLeaseId { lease_id: id });
+        }
+        if ttl_seconds > MAX_LEASE_TTL_SECONDS {
+            return Err(Error::LeaseTtlTooLarge { ttl_seconds });
+        }
+        if self.lease(id)?.is_some() {
+            return Err(Error::LeaseExists { lease_id: id });
+        }
+        let info = LeaseInfo { id, ttl_seconds, remaining_ttl_seconds: 0 };
+        self.pending.put(Space::Lease, codec::lease_key(id).to_vec(), lease::encode(&info));
+        Ok(())
+    }
+
+    fn lease_revoke(&mut self, writer: &mut RevisionWriter, id: i64) -> Result<()> {
+        if self.lease(id)?.is_none() {
+            return Err(Error::LeaseNotFound { lease_id: id });
+        }
+        let attached = lease::keys(&self.pending.over(self.engine), id)?;
+        for key in attached {
+            let current = self.read(self.revision, |view| view.get(&key))?;
+            match current {
+                Some(kv) if kv.lease == id => self.delete_key(writer, kv),
+                // The index only ever names keys attached to the lease; anything else is a bug.
+                other => panic!("lease {id} indexes key {} whose current version is {other:?}", codec::printable(&key)),
+            }
+        }
+        self.pending.delete(Space::Lease, codec::lease_key(id).to_vec());
+        Ok(())
+    }
+
+    /// Ends the batch: the writes plus the new revision and applied position, as one batch.
+    pub fn finish(mut self, position: &[u8]) -> (crate::engine::WriteBatch, Vec<Change>) {
+        meta::write_i64(&mut self.pending, meta::REVISION, self.revision);
+        meta::write_bytes(&mut self.pending, meta::APPLIED_POSITION, position);
+        (self.pending.into_batch(), self.changes)
+    }
+}
+
+/// etcd's PutRequest checks made at the API boundary, repeated here so every caller gets them.
+fn check_put_shape(put: &PutRequest) -> Result<()> {
+    if put.key.is_empty() {
+        return Err(Error::EmptyKey);
+    }
+    if put.ignore_value && !put.value.is_empty() {
+        return Err(Error::ValueProvided);
+    }
+    if put.ignore_lease && put.lease != 0 {
+        return Err(Error::LeaseProvided);
+    }
+    Ok(())
+}
+
+fn compare_key_value(compare: &Compare, kv: &KeyValue) -> bool {
+    let ordering = match &compare.target {
+        CompareTarget::Value(value) => kv.value.as_ref().cmp(value.as_ref()),
+        CompareTarget::Version(operand) => kv.version.cmp(operand),
+        CompareTarget::Create(operand) => kv.create_revision.cmp(operand),
+        CompareTarget::Mod(operand) => kv.mod_revision.cmp(operand),
+        CompareTarget::Lease(operand) => kv.lease.cmp(operand),
+    };
+    match compare.result {
+        CompareResult::Equal => ordering.is_eq(),
+        CompareResult::NotEqual => ordering.is_ne(),
+        CompareResult::Greater => ordering.is_gt(),
+        CompareResult::Less => ordering.is_lt(),
+    }
+}

@@ -1,0 +1,152 @@
+//! The RocksDB engine: one column family per [`Space`], one WAL for all of them, so a write batch
+//! across spaces is atomic.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Options, ReadOptions, WriteOptions,
+    DB,
+};
+
+use crate::engine::{Cursor, Durability, Engine, Reader, Space, WriteBatch, WriteOp};
+use crate::error::{Error, Result};
+
+/// Tuning for [`RocksEngine::open`].
+#[derive(Debug, Clone)]
+pub struct RocksOptions {
+    /// Shared block cache for all spaces: the bound on cached data in memory.
+    pub block_cache_bytes: usize,
+    /// Memtable size per space before it is flushed.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
+    }
+}
+
+/// A RocksDB database in one directory.
+#[derive(Debug)]
+pub struct RocksEngine {
+    db: DB,
+    path: PathBuf,
+}
+
+impl RocksEngine {
+    pub fn open(path: impl AsRef<Path>, options: &RocksOptions) -> Result<RocksEngine> {
+        let path = path.as_ref().to_path_buf();
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        // Recover up to the last intact record of the WAL, as a crash can leave a torn tail.
+        db_options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+        db_options.set_max_background_jobs(2);
+        db_options.set_paranoid_checks(true);
+        let descriptors = Space::ALL.iter().map(|space| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_bloom_filter(10.0, false);
+            table.set_cache_index_and_filter_blocks(true);
+            let mut cf_options = Options::default();
+            cf_options.set_block_based_table_factory(&table);
+            cf_options.set_write_buffer_size(options.write_buffer_bytes);
+            cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if matches!(space, Space::Kv | Space::History) {
+                // Compaction leaves runs of deletes behind; compact a file early when a window of
+                // 128k entries holds 32k deletes, so space returns without a manual compaction.
+                cf_options.add_compact_on_deletion_collector_factory(128 * 1024, 32 * 1024, 0.0);
+            }
+            ColumnFamilyDescriptor::new(space.name(), cf_options)
+        });
+        let db = DB::open_cf_descriptors(&db_options, &path, descriptors).map_err(engine_error)?;
+        Ok(RocksEngine { db, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn handle(&self, space: Space) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(space.name()).expect("every space's column family is created at open")
+    }
+}
+
+fn engine_error(error: rocksdb::Error) -> Error {
+    Error::Engine(error.into_string())
+}
+
+impl Reader for RocksEngine {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.handle(space), key).map_err(engine_error)
+    }
+
+    fn cursor(&self, space: Space, upper_bound: Option<&[u8]>) -> Box<dyn Cursor + '_> {
+        let mut read_options = ReadOptions::default();
+        if let Some(bound) = upper_bound {
+            read_options.set_iterate_upper_bound(bound.to_vec());
+        }
+        let iterator = self.db.raw_iterator_cf_opt(self.handle(space), read_options);
+        Box::new(RocksCursor { iterator })
+    }
+}
+
+impl Engine for RocksEngine {
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        let mut rocks_batch = rocksdb::WriteBatch::default();
+        for op in &batch.ops {
+            match op {
+                WriteOp::Put { space, key, value } => rocks_batch.put_cf(self.handle(*space), key, value),
+                WriteOp::Delete { space, key } => rocks_batch.delete_cf(self.handle(*space), key),
+                WriteOp::DeleteRange { space, from, to } => rocks_batch.delete_range_cf(self.handle(*space), from, to),
+            }
+        }
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(durability == Durability::Sync);
+        self.db.write_opt(rocks_batch, &write_options).map_err(engine_error)
+    }
+
+    fn reclaim_space(&self, space: Space) -> Result<()> {
+        self.db.compact_range_cf::<&[u8], &[u8]>(self.handle(space), None, None);
+        Ok(())
+    }
+
+    fn size_bytes(&self) -> u64 {
+        Space::ALL
+            .iter()
+            .map(|space| {
+                let handle = self.handle(*space);
+                let sst = self.db.property_int_value_cf(handle, "rocksdb.live-sst-files-size");
+                let memtables = self.db.property_int_value_cf(handle, "rocksdb.cur-size-all-mem-tables");
+                sst.ok().flatten().unwrap_or(0) + memtables.ok().flatten().unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+struct RocksCursor<'a> {
+    iterator: DBRawIteratorWithThreadMode<'a, DB>,
+}
+
+impl Cursor for RocksCursor<'_> {
+    fn seek(&mut self, target: &[u8]) {
+        self.iterator.seek(target);
+    }
+
+    fn next(&mut self) {
+        self.iterator.next();
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.iterator.key()
+    }
+
+    fn value(&self) -> &[u8] {
+        self.iterator.value().expect("value() is only called on a valid cursor")
+    }
+
+    fn status(&self) -> Result<()> {
+        self.iterator.status().map_err(engine_error)
+    }
+}

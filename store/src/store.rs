@@ -1,0 +1,274 @@
+//! [`Store`]: the MVCC key-value store over an [`Engine`]. One writer applies batches of commands;
+//! any number of readers range, hash and read history concurrently.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+
+use crate::apply::Applier;
+use crate::command::{Command, LeaseInfo, RangeRequest, RangeResponse, Response};
+use crate::compaction::{self, CompactionOptions, CompactionState};
+use crate::engine::{Durability, Engine};
+use crate::error::{Error, Result};
+use crate::history;
+use crate::key_value::Change;
+use crate::lease;
+use crate::meta;
+use crate::range;
+use crate::read_view::ReadView;
+
+/// Settings for [`Store::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Whether an applied batch is fsynced before `apply` returns. Under Raft the log is the
+    /// durable copy and this may be `Buffered`; standalone, `Sync` makes every acknowledged
+    /// command survive power loss.
+    pub durability: Durability,
+    /// etcd's `--max-txn-ops`.
+    pub max_txn_ops: usize,
+    pub compaction: CompactionOptions,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { durability: Durability::Sync, max_txn_ops: 128, compaction: CompactionOptions::default() }
+    }
+}
+
+/// What one applied batch did.
+#[derive(Debug)]
+pub struct ApplyOutput {
+    /// One per command, in order. A command's error means it changed nothing.
+    pub results: Vec<Result<Response>>,
+    /// The change feed: the events of each new revision, in revision order.
+    pub changes: Vec<Change>,
+}
+
+/// etcd's HashKV answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashKv {
+    pub hash: u32,
+    /// The revision hashed up to.
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    engine: Arc<dyn Engine>,
+    options: StoreOptions,
+    /// Held by the one applier. Also holds whether an engine failure poisoned the store.
+    apply_lock: Mutex<ApplyState>,
+    revision: AtomicI64,
+    compact_revision: AtomicI64,
+    compaction: Arc<CompactionState>,
+}
+
+#[derive(Debug, Default)]
+struct ApplyState {
+    failed: bool,
+    applied_position: Option<Bytes>,
+}
+
+/// The MVCC store. Dropping it stops background compaction (which resumes at the next open).
+#[derive(Debug)]
+pub struct Store {
+    shared: Arc<Shared>,
+    compactor: Option<JoinHandle<()>>,
+}
+
+/// The first revision of an empty store, as in etcd: the first write gets revision 2.
+const INITIAL_REVISION: i64 = 1;
+
+impl Store {
+    /// Opens the store kept in `engine`, restoring exactly the state of the last applied batch,
+    /// and resumes any unfinished compaction.
+    pub fn open(engine: Arc<dyn Engine>, options: StoreOptions) -> Result<Store> {
+        let revision = meta::read_i64(engine.as_ref(), meta::REVISION)?.unwrap_or(INITIAL_REVISION);
+        let compact_revision = meta::read_i64(engine.as_ref(), meta::COMPACT_REVISION)?.unwrap_or(0);
+        let compact_finished = meta::read_i64(engine.as_ref(), meta::COMPACT_FINISHED)?.unwrap_or(0);
+        let applied_position = meta::read_bytes(engine.as_ref(), meta::APPLIED_POSITION)?.map(Bytes::from);
+        let compaction = Arc::new(CompactionState::default());
+        {
+            let mut progress = compaction.progress.lock().expect("compaction lock");
+            progress.target = compact_revision;
+            progress.finished = compact_finished;
+        }
+        let compactor = {
+            let (engine, state, options) = (engine.clone(), compaction.clone(), options.compaction.clone());
+            std::thread::Builder::new()
+                .name("keel-compaction".into())
+                .spawn(move || compaction::run(engine, state, options))
+                .map_err(|error| Error::Engine(format!("cannot start the compaction thread: {error}")))?
+        };
+        let shared = Arc::new(Shared {
+            engine,
+            options,
+            apply_lock: Mutex::new(ApplyState { failed: false, applied_position }),
+            revision: AtomicI64::new(revision),
+            compact_revision: AtomicI64::new(compact_revision),
+            compaction,
+        });
+        Ok(Store { shared, compactor: Some(compactor) })
+    }
+
+    /// Applies `commands` in order as one atomic batch, recording `position` (the caller's
+    /// opaque log position) with them. An `Err` is an engine failure: nothing of the batch is
+    /// applied, and the store refuses further batches until it is reopened.
+    pub fn apply(&self, commands: &[Command], position: &[u8]) -> Result<ApplyOutput> {
+        let shared = &self.shared;
+        let mut state = shared.apply_lock.lock().expect("apply lock");
+        if state.failed {
+            return Err(Error::Failed);
+        }
+        let revision = shared.revision.load(Ordering::Acquire);
+        let compact_revision = shared.compact_revision.load(Ordering::Acquire);
+        let mut applier = Applier::new(shared.engine.as_ref(), shared.options.max_txn_ops, revision, compact_revision);
+        let mut results = Vec::with_capacity(commands.len());
+        for command in commands {
+            match applier.apply(command) {
+                Err(fatal @ (Error::Engine(_) | Error::Corrupt { .. })) => {
+                    state.failed = true;
+                    return Err(fatal);
+                }
+                result => results.push(result),
+            }
+        }
+        let (new_revision, new_compact_revision) = (applier.revision, applier.compact_revision);
+        let (batch, changes) = applier.finish(position);
+        crate::failpoint("store::apply::before_write");
+        if let Err(error) = shared.engine.write(batch, shared.options.durability) {
+            state.failed = true;
+            return Err(error);
+        }
+        crate::failpoint("store::apply::after_write");
+        shared.revision.store(new_revision, Ordering::Release);
+        state.applied_position = Some(Bytes::copy_from_slice(position));
+        if new_compact_revision != compact_revision {
+            shared.compact_revision.store(new_compact_revision, Ordering::Release);
+            let mut progress = shared.compaction.progress.lock().expect("compaction lock");
+            progress.target = new_compact_revision;
+            shared.compaction.changed.notify_all();
+        }
+        Ok(ApplyOutput { results, changes })
+    }
+
+    /// Serves a range at the request's revision (0: the current one).
+    pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse> {
+        if request.key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        let current = self.revision();
+        let at = if request.revision > 0 { request.revision } else { current };
+        self.check_readable(at, current)?;
+        let mut response = range::range(&ReadView { reader: self.shared.engine.as_ref(), revision: at }, request)?;
+        // A compaction that passed `at` during the read may have removed versions it needed.
+        self.check_readable(at, current)?;
+        response.revision = current;
+        Ok(response)
+    }
+
+    fn check_readable(&self, revision: i64, current: i64) -> Result<()> {
+        if revision > current {
+            return Err(Error::FutureRevision { current_revision: current });
+        }
+        let compact_revision = self.compact_revision();
+        if revision < compact_revision {
+            return Err(Error::Compacted { compact_revision });
+        }
+        Ok(())
+    }
+
+    /// The changes of revisions `from..=to`, whole revisions only, about `events_max` events at
+    /// most. Fails with [`Error::Compacted`] when `from` is below the compact revision.
+    pub fn changes(&self, from: i64, to: i64, events_max: usize) -> Result<Vec<Change>> {
+        let check = || {
+            let compact_revision = self.compact_revision();
+            if from < compact_revision {
+                return Err(Error::Compacted { compact_revision });
+            }
+            Ok(())
+        };
+        check()?;
+        let changes = history::changes(self.shared.engine.as_ref(), from, to, events_max, self.compact_revision());
+        // A compaction that passed `from` meanwhile may have removed what the read needed: that
+        // is `Compacted`, not the missing-version error the read may have run into.
+        check()?;
+        changes
+    }
+
+    /// etcd's HashKV at `revision` (0: the current one).
+    pub fn hash_kv(&self, revision: i64) -> Result<HashKv> {
+        let current = self.revision();
+        let at = if revision > 0 { revision } else { current };
+        self.check_readable(at, current)?;
+        let compact_revision = self.compact_revision();
+        let hash = crate::hash::hash_kv(self.shared.engine.as_ref(), at, compact_revision)?;
+        self.check_readable(at, current)?;
+        Ok(HashKv { hash, revision: at, compact_revision })
+    }
+
+    pub fn lease(&self, id: i64) -> Result<Option<LeaseInfo>> {
+        lease::get(self.shared.engine.as_ref(), id)
+    }
+
+    pub fn leases(&self) -> Result<Vec<LeaseInfo>> {
+        lease::list(self.shared.engine.as_ref())
+    }
+
+    /// The keys attached to a lease, in key order.
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Bytes>> {
+        Ok(lease::keys(self.shared.engine.as_ref(), id)?.into_iter().map(Bytes::from).collect())
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.shared.revision.load(Ordering::Acquire)
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.shared.compact_revision.load(Ordering::Acquire)
+    }
+
+    /// The position passed with the last applied batch.
+    pub fn applied_position(&self) -> Option<Bytes> {
+        self.shared.apply_lock.lock().expect("apply lock").applied_position.clone()
+    }
+
+    /// Blocks until physical compaction has caught up with the last Compact command (or
+    /// stopped on an engine error). For tests and tools.
+    pub fn wait_for_compaction(&self) -> Result<()> {
+        let state = &self.shared.compaction;
+        let mut progress = state.progress.lock().expect("compaction lock");
+        while progress.finished < progress.target && !progress.failed {
+            progress = state.changed.wait(progress).expect("compaction lock");
+        }
+        if progress.failed {
+            return Err(Error::Engine("compaction stopped after an engine error".into()));
+        }
+        Ok(())
+    }
+
+    /// Bytes the engine holds.
+    pub fn size_bytes(&self) -> u64 {
+        self.shared.engine.size_bytes()
+    }
+
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.shared.engine
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        {
+            let mut progress = self.shared.compaction.progress.lock().expect("compaction lock");
+            progress.shutdown = true;
+            self.shared.compaction.changed.notify_all();
+        }
+        if let Some(compactor) = self.compactor.take() {
+            let _ = compactor.join();
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! The store's KV semantics, etcd's as the spec, run against every engine. Each test names the
+//! behaviour it pins down; tables hold (request, expected) rows checked by one helper.
+
+mod common;
+
+use common::*;
+use store::{
+    Command, CompareResult, CompareTarget, Error, EventKind, PutRequest, RangeRequest, RequestOp, Response, ResponseOp,
+    SortOrder, SortTarget,
+};
+
+fn each_engine(test: impl Fn(&mut Harness)) {
+    for kind in ENGINES {
+        let mut harness = Harness::new(kind);
+        test(&mut harness);
+    }
+}
+
+fn txn_response(response: Response) -> store::TxnResponse {
+    match response {
+        Response::Txn(txn) => txn,
+        other => panic!("not a txn response: {other:?}"),
+    }
+}
+
+#[test]
+fn revision_moves_only_when_a_key_changes() {
+    each_engine(|h| {
+        let store_revision = |h: &Harness| h.store().revision();
+        assert_eq!(store_revision(h), 1, "{:?}: an empty store is at revision 1, as etcd", h.kind);
+        assert_eq!(h.must(put("a", "1")).revision(), 2);
+        assert_eq!(h.must(put("b", "1")).revision(), 3);
+        // No-ops, each of which etcd answers without a new revision.
+        let unchanged = [
+            delete("missing", ""),
+            txn(vec![], vec![op_range("a", "")], vec![]),
+            txn(vec![compare("a", CompareResult::Equal, CompareTarget::Version(9))], vec![op_put("a", "x")], vec![]),
+            Command::LeaseGrant { id: 7, ttl_seconds: 60 },
+            Command::LeaseRevoke { id: 7 },
+            Command::Compact { revision: 2 },
+            Command::LeaseGrant { id: 8, ttl_seconds: 60 },
+            Command::LeaseCheckpoint { id: 8, remaining_ttl_seconds: 30 },
+        ];
+        for command in unchanged {
+            let description = format!("{command:?}");
+            assert_eq!(h.must(command).revision(), 3, "{description}");
+            assert_eq!(store_revision(h), 3, "{description}");
+        }
+        // A txn that writes three keys is one revision with sub revisions 0, 1, 2.
+        let output = h
+            .store()
+            .apply(&[txn(vec![], vec![op_put("x", "1"), op_put("y", "1"), op_delete("a", "")], vec![])], b"p")
+            .unwrap();
+        assert_eq!(output.changes.len(), 1);
+        assert_eq!(output.changes[0].revision, 4);
+        let subs: Vec<i64> = output.changes[0].events.iter().map(|event| event.sub_revision).collect();
+        assert_eq!(subs, [0, 1, 2]);
+        assert_eq!(store_revision(h), 4);
+    });
+}
+
+#[test]
+fn key_value_fields_follow_generations() {
+    each_engine(|h| {
+        h.must(Command::LeaseGrant { id: 5, ttl_seconds: 10 });
+        h.must(put("k", "v1")); // 2
+        h.must(put_with_lease("k", "v2", 5)); // 3
+        h.must(delete("k", "")); // 4
+        h.must(put("k", "v3")); // 5
+        let kv = h.range(range("k", "")).unwrap().kvs.remove(0);
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version, kv.lease), (5, 5, 1, 0));
+        let at_3 = h.range(RangeRequest { revision: 3, ..range("k", "") }).unwrap().kvs.remove(0);
+        assert_eq!(
+            (at_3.value.as_ref(), at_3.create_revision, at_3.mod_revision, at_3.version, at_3.lease),
+            (&b"v2"[..], 2, 3, 2, 5)
+        );
+        assert!(h.range(RangeRequest { revision: 4, ..range("k", "") }).unwrap().kvs.is_empty());
+    });
+}
+
+/// The data every range row below reads: (key, value) puts in order, then deletes.
+fn range_fixture(h: &mut Harness) {
+    for (key, value) in
+        [("a", "3"), ("b", "1"), ("c", "2"), ("foo", "x"), ("foo1", "y"), ("foo2", "z"), ("zz", "0"), ("\0", "nul")]
+    {
+        h.must(put(key, value)); // revisions 2..=9
+    }
+    h.must(put("b", "11")); // 10: b version 2
+    h.must(delete("zz", "")); // 11
+}
+
+#[test]
+fn range_table() {
+    struct Row {
+        name: &'static str,
+        request: RangeRequest,
+        keys: &'static [&'static str],
+        count: i64,
+        more: bool,
+    }
+    let row = |name, request, keys, count, more| Row { name, request, keys, count, more };
+    let rows = [
+        row("single key", range("b", ""), &["b"][..], 1, false),
+        row("missing key", range("nope", ""), &[], 0, false),
+        row("interval", range("b", "foo"), &["b", "c"], 2, false),
+        row("prefix", range("foo", "fop"), &["foo", "foo1", "foo2"], 3, false),
+        row("from key", range("c", "\0"), &["c", "foo", "foo1", "foo2"], 4, false),
+        row("all keys", range("\0", "\0"), &["\0", "a", "b", "c", "foo", "foo1", "foo2"], 7, false),
+        row("end before start", range("foo", "b"), &[], 0, false),
+        row("limit", RangeRequest { limit: 2, ..range("a", "\0") }, &["a", "b"], 6, true),
+        row(
+            "limit equal to count",
+            RangeRequest { limit: 3, ..range("foo", "fop") },
+            &["foo", "foo1", "foo2"],
+            3,
+            false,
+        ),
+        row("historical", RangeRequest { revision: 4, ..range("a", "\0") }, &["a", "b", "c"], 3, false),
+        row("historical sees deleted key", RangeRequest { revision: 10, ..range("z", "\0") }, &["zz"], 1, false),
+        row(
+            "sort key descend",
+            RangeRequest { sort_order: SortOrder::Descend, ..range("a", "d") },
+            &["c", "b", "a"],
+            3,
+            false,
+        ),
+        row(
+            "sort value ascend",
+            RangeRequest { sort_target: SortTarget::Value, sort_order: SortOrder::Ascend, ..range("a", "d") },
+            &["b", "c", "a"],
+            3,
+            false,
+        ),
+        row(
+            "sort value, default order ascends",
+            RangeRequest { sort_target: SortTarget::Value, ..range("a", "d") },
+            &["b", "c", "a"],
+            3,
+            false,
+        ),
+        row(
+            "sort version descend",
+            RangeRequest { sort_target: SortTarget::Version, sort_order: SortOrder::Descend, ..range("a", "d") },
+            &["b", "a", "c"],
+            3,
+            false,
+        ),
+        row(
+            "sort create descend, limit",
+            RangeRequest {
+                sort_target: SortTarget::Create,
+                sort_order: SortOrder::Descend,
+                limit: 2,
+                ..range("a", "d")
+            },
+            &["c", "b"],
+            3,
+            true,
+        ),
+        row(
+            "sort mod descend",
+            RangeRequest { sort_target: SortTarget::Mod, sort_order: SortOrder::Descend, ..range("a", "d") },
+            &["b", "c", "a"],
+            3,
+            false,
+        ),
+        row("min mod revision", RangeRequest { min_mod_revision: 4, ..range("a", "d") }, &["b", "c"], 3, false),
+        row("max mod revision", RangeRequest { max_mod_revision: 4, ..range("a", "d") }, &["a", "c"], 3, false),
+        row("min create revision", RangeRequest { min_create_revision: 3, ..range("a", "d") }, &["b", "c"], 3, false),
+        row("max create revision", RangeRequest { max_create_revision: 3, ..range("a", "d") }, &["a", "b"], 3, false),
+        row("filter then limit", RangeRequest { min_mod_revision: 4, limit: 1, ..range("a", "d") }, &["b"], 3, true),
+        row("count only", RangeRequest { count_only: true, ..range("a", "\0") }, &[], 6, false),
+    ];
+    each_engine(|h| {
+        range_fixture(h);
+        for row in &rows {
+            let response = h.range(row.request.clone()).unwrap_or_else(|error| panic!("{}: {error}", row.name));
+            let keys: Vec<String> = response.kvs.iter().map(|kv| text(&kv.key)).collect();
+            assert_eq!(keys, row.keys, "{:?} {}: keys", h.kind, row.name);
+            assert_eq!(response.count, row.count, "{:?} {}: count", h.kind, row.name);
+            assert_eq!(response.more, row.more, "{:?} {}: more", h.kind, row.name);
+            assert_eq!(response.revision, 11, "{}: header revision is the current one", row.name);
+        }
+        let keys_only = h.range(RangeRequest { keys_only: true, ..range("a", "d") }).unwrap();
+        assert!(keys_only.kvs.iter().all(|kv| kv.value.is_empty() && kv.mod_revision > 0));
+        let by_value =
+            h.range(RangeRequest { keys_only: true, sort_target: SortTarget::Value, ..range("a", "d") }).unwrap();
+        let keys: Vec<String> = by_value.kvs.iter().map(|kv| text(&kv.key)).collect();
+        assert_eq!(keys, ["b", "c", "a"], "keys-only still sorts by value");
+    });
+}
+
+#[test]
+fn range_errors() {
+    each_engine(|h| {
+        range_fixture(h);
+        assert_eq!(h.range(range("", "")), Err(Error::EmptyKey));
+        assert!(matches!(
+            h.range(RangeRequest { revision: 12, ..range("a", "") }),
+            Err(Error::FutureRevision { current_revision: 11 })
+        ));
+        h.must(Command::Compact { revision: 5 });
+        assert!(matches!(
+            h.range(RangeRequest { revision: 4, ..range("a", "") }),
+            Err(Error::Compacted { compact_revision: 5 })
+        ));
+        assert_eq!(h.keys(RangeRequest { revision: 5, ..range("a", "\0") }), ["a", "b", "c", "foo"]);
+    });
+}
+
+#[test]
+fn put_options_and_their_errors() {
+    each_engine(|h| {
+        h.must(Command::LeaseGrant { id: 3, ttl_seconds: 30 });
+        let Response::Put(first) = h.must(Command::Put(PutRequest { prev_kv: true, ..put_request("k", "v1") })) else {
+            panic!()
+        };
+        assert_eq!(first.prev_kv, None);
+        let Response::Put(second) =
+            h.must(Command::Put(PutRequest { prev_kv: true, lease: 3, ..put_request("k", "v2") }))
+        else {
+            panic!()
+        };
+        assert_eq!(second.prev_kv.unwrap().value, b("v1"));
+        // ignore_value keeps the value and takes the new lease; ignore_lease the reverse.
+        h.must(Command::Put(PutRequest { ignore_value: true, ..put_request("k", "") }));
+        let kv = h.range(range("k", "")).unwrap().kvs.remove(0);
+        assert_eq!((kv.value.as_ref(), kv.lease), (&b"v2"[..], 0));
+        assert_eq!(h.store().lease_keys(3).unwrap().len(), 0, "moving off a lease detaches the key");
+        h.must(Command::Put(PutRequest { lease: 3, ..put_request("k", "v3") }));
+        h.must(Command::Put(PutRequest { ignore_lease: true, ..put_request("k", "v4") }));
+        let kv = h.range(range("k", "")).unwrap().kvs.remove(0);
+        assert_eq!((kv.value.as_ref(), kv.lease, kv.version), (&b"v4"[..], 3, 5));
+        assert_eq!(h.store().lease_keys(3).unwrap(), [b("k")]);
+        let before = h.store().revision();
+        let errors = [
+            (Command::Put(PutRequest { ignore_value: true, ..put_request("k", "x") }), Error::ValueProvided),
+            (Command::Put(PutRequest { ignore_lease: true, lease: 3, ..put_request("k", "x") }), Error::LeaseProvided),
+            (Command::Put(PutRequest { ignore_value: true, ..put_request("missing", "") }), Error::KeyNotFound),
+            (Command::Put(PutRequest { ignore_lease: true, ..put_request("missing", "x") }), Error::KeyNotFound),
+            (put_with_lease("k", "x", 99), Error::LeaseNotFound { lease_id: 99 }),
+            (put("", "x"), Error::EmptyKey),
+            (delete("", ""), Error::EmptyKey),
+        ];
+        for (command, expected) in errors {
+            let description = format!("{command:?}");
+            assert_eq!(h.apply(command), Err(expected), "{description}");
+        }
+        assert_eq!(h.store().revision(), before, "failed commands change nothing");
+    });
+}
+
+#[test]
+fn delete_range_counts_and_returns_previous_versions() {
+    each_engine(|h| {
+        range_fixture(h);
+        let Response::DeleteRange(deleted) = h.must(delete("foo", "fop")) else { panic!() };
+        assert_eq!(deleted.deleted, 3);
+        let keys: Vec<String> = deleted.prev_kvs.iter().map(|kv| text(&kv.key)).collect();
+        assert_eq!(keys, ["foo", "foo1", "foo2"]);
+        assert_eq!(deleted.revision, 12);
+        let Response::DeleteRange(none) = h.must(delete("foo", "fop")) else { panic!() };
+        assert_eq!((none.deleted, none.revision), (0, 12));
+        assert_eq!(h.keys(range("a", "\0")), ["a", "b", "c"]);
+    });
+}
+
+#[test]
+fn txn_compares() {
+    use CompareResult::*;
+    use CompareTarget::*;
+    each_engine(|h| {
+        h.must(Command::LeaseGrant { id: 4, ttl_seconds: 30 });
+        h.must(put("a", "5")); // 2
+        h.must(put_with_lease("a", "7", 4)); // 3: a version 2, create 2, mod 3
+        h.must(put("b", "1")); // 4
+        let rows = [
+            (compare("a", Equal, Version(2)), true),
+            (compare("a", NotEqual, Version(2)), false),
+            (compare("a", Greater, Version(1)), true),
+            (compare("a", Less, Version(2)), false),
+            (compare("a", Equal, Create(2)), true),
+            (compare("a", Equal, Mod(3)), true),
+            (compare("a", Less, Mod(3)), false),
+            (compare("a", Equal, Value(b("7"))), true),
+            (compare("a", Greater, Value(b("6"))), true),
+            (compare("a", Equal, Lease(4)), true),
+            (compare("missing", Equal, Version(0)), true),
+            (compare("missing", Equal, Create(0)), true),
+            (compare("missing", Equal, Value(b(""))), false),
+            (compare("missing", NotEqual, Value(b("x"))), false),
+            (store::Compare { range_end: b("c"), ..compare("a", Greater, Mod(1)) }, true),
+            (store::Compare { range_end: b("c"), ..compare("a", Equal, Version(2)) }, false),
+            (store::Compare { range_end: b("c"), ..compare("x", Equal, Version(0)) }, true),
+        ];
+        for (compare, expected) in rows {
+            let description = format!("{compare:?}");
+            let response = txn_response(h.must(txn(vec![compare], vec![], vec![])));
+            assert_eq!(response.succeeded, expected, "{description}");
+        }
+    });
+}
+
+#[test]
+fn txn_branches_nesting_and_reads_of_own_writes() {
+    each_engine(|h| {
+        h.must(put("a", "1")); // 2
+        let nested = RequestOp::Txn(store::TxnRequest {
+            compare: vec![compare("a", CompareResult::Equal, CompareTarget::Value(b("1")))],
+            success: vec![op_put("n", "then")],
+            failure: vec![op_put("n", "else")],
+        });
+        let response = txn_response(h.must(txn(
+            vec![compare("a", CompareResult::Equal, CompareTarget::Version(1))],
+            vec![op_put("a", "2"), op_range("a", ""), nested, op_range("n", "")],
+            vec![op_put("f", "x")],
+        )));
+        assert!(response.succeeded);
+        assert_eq!(response.revision, 3);
+        let ResponseOp::Range(read_own) = &response.responses[1] else { panic!() };
+        assert_eq!(read_own.kvs[0].value, b("2"), "a txn reads its own earlier writes");
+        // Nested compares see the state before the txn (a was "1"), as etcd decides them.
+        let ResponseOp::Range(nested_read) = &response.responses[3] else { panic!() };
+        assert_eq!(nested_read.kvs[0].value, b("then"));
+        assert_eq!(h.keys(range("a", "\0")), ["a", "n"]);
+        let failed = txn_response(h.must(txn(
+            vec![compare("a", CompareResult::Equal, CompareTarget::Version(1))],
+            vec![op_put("s", "x")],
+            vec![op_put("f", "x"), op_delete("n", "")],
+        )));
+        assert!(!failed.succeeded);
+        assert_eq!(h.keys(range("a", "\0")), ["a", "f"]);
+    });
+}
+
+#[test]
+fn txn_rejects_what_etcd_rejects() {
+    each_engine(|h| {
+        h.must(put("a", "1"));
+        let nested = |success, failure| RequestOp::Txn(store::TxnRequest { compare: vec![], success, failure });
+        let rows = [
+            ("put twice", txn(vec![], vec![op_put("a", "1"), op_put("a", "2")], vec![]), Error::DuplicateKey),
+            ("put and delete", txn(vec![], vec![op_put("b", "1"), op_delete("a", "c")], vec![]), Error::DuplicateKey),
+            (
+                "nested put under outer delete",
+                txn(vec![], vec![op_delete("a", "z"), nested(vec![op_put("b", "1")], vec![])], vec![]),
+                Error::DuplicateKey,
+            ),
+            (
+                "nested put and outer put",
+                txn(vec![], vec![op_put("b", "1"), nested(vec![op_put("b", "2")], vec![])], vec![]),
+                Error::DuplicateKey,
+            ),
+            (
+                "unknown lease",
+                txn(vec![], vec![RequestOp::Put(PutRequest { lease: 42, ..put_request("b", "1") })], vec![]),
+                Error::LeaseNotFound { lease_id: 42 },
+            ),
+            ("empty key", txn(vec![], vec![op_put("", "1")], vec![]), Error::EmptyKey),
+            (
+                "future revision read",
+                txn(vec![], vec![RequestOp::Range(RangeRequest { revision: 99, ..range("a", "") })], vec![]),
+                Error::FutureRevision { current_revision: 2 },
+            ),
+            (
+                "129 ops",
+                txn(vec![], (0..129).map(|i| op_put(&format!("k{i}"), "v")).collect(), vec![]),
+                Error::TooManyOps { ops: 129, max_txn_ops: 128 },
+            ),
+        ];
+        for (name, command, expected) in rows {
+            assert_eq!(h.apply(command), Err(expected), "{name}");
+            assert_eq!(h.store().revision(), 2, "{name} must change nothing");
+        }
+        // What etcd allows: the same key in the two branches of a nested txn, and 128 ops.
+        h.must(txn(vec![], vec![nested(vec![op_put("b", "1")], vec![op_put("b", "2")])], vec![op_put("b", "3")]));
+        h.must(txn(vec![], (0..128).map(|i| op_put(&format!("k{i}"), "v")).collect(), vec![]));
+    });
+}
+
+#[test]
+fn compaction_keeps_the_newest_version_at_or_below_it() {
+    each_engine(|h| {
+        h.must(put("a", "1")); // 2
+        h.must(put("a", "2")); // 3
+        h.must(put("b", "1")); // 4
+        h.must(delete("b", "")); // 5
+        h.must(put("c", "1")); // 6
+        h.must(put("a", "3")); // 7
+        assert_eq!(h.apply(Command::Compact { revision: 8 }), Err(Error::FutureRevision { current_revision: 7 }));
+        h.must(Command::Compact { revision: 5 });
+        assert_eq!(h.apply(Command::Compact { revision: 5 }), Err(Error::Compacted { compact_revision: 5 }));
+        assert_eq!(h.apply(Command::Compact { revision: 4 }), Err(Error::Compacted { compact_revision: 5 }));
+        h.store().wait_for_compaction().unwrap();
+        let at_5 = h.range(RangeRequest { revision: 5, ..range("a", "\0") }).unwrap();
+        let values: Vec<(String, String)> = at_5.kvs.iter().map(|kv| (text(&kv.key), text(&kv.value))).collect();
+        assert_eq!(values, [("a".to_string(), "2".to_string())], "b's tombstone ends it; a keeps version 2");
+        assert_eq!(h.keys(RangeRequest { revision: 6, ..range("a", "\0") }), ["a", "c"]);
+        assert_eq!(h.store().hash_kv(7).unwrap().compact_revision, 5);
+        // History below the compact revision is gone; from it on, intact, including the delete
+        // made at the compact revision itself.
+        assert!(matches!(h.store().changes(4, 7, 100), Err(Error::Compacted { compact_revision: 5 })));
+        let changes = h.store().changes(5, 7, 100).unwrap();
+        let revisions: Vec<i64> = changes.iter().map(|change| change.revision).collect();
+        assert_eq!(revisions, [5, 6, 7]);
+        assert_eq!(changes[0].events[0].kind, EventKind::Delete);
+        assert_eq!(
+            changes[0].events[0].prev_kv, None,
+            "a previous version below the compact revision is gone, as in etcd"
+        );
+        // Survives a reopen, and a second compaction on top.
+        h.reopen();
+        assert_eq!(h.store().compact_revision(), 5);
+        h.must(Command::Compact { revision: 7 });
+        h.store().wait_for_compaction().unwrap();
+        assert_eq!(h.keys(RangeRequest { revision: 7, ..range("a", "\0") }), ["a", "c"]);
+        assert_eq!(h.store().hash_kv(7).unwrap().hash, h.store().hash_kv(0).unwrap().hash);
+    });
+}
+
+/// Replicas compact physically at their own pace; the hash covers the logically retained set,
+/// so a replica stopped half-way through a pass hashes like one that finished.
+#[test]
+fn hash_does_not_depend_on_physical_compaction_progress() {
+    let mut slow = test_options();
+    slow.compaction.batch_keys_max = 1;
+    slow.compaction.pause_between_batches_ms = 3_600_000;
+    for kind in ENGINES {
+        let mut finished = Harness::new(kind);
+        let mut halted = Harness::with_options(kind, slow.clone());
+        for h in [&mut finished, &mut halted] {
+            for round in 0..5 {
+                for key in ["a", "b", "c", "d"] {
+                    h.must(put(key, &round.to_string()));
+                }
+                h.must(delete("c", ""));
+            }
+            h.must(Command::Compact { revision: 22 });
+        }
+        finished.store().wait_for_compaction().unwrap();
+        for revision in [22, 24, 26] {
+            assert_eq!(
+                halted.store().hash_kv(revision).unwrap(),
+                finished.store().hash_kv(revision).unwrap(),
+                "{kind:?} at {revision}"
+            );
+        }
+        assert_eq!(halted.keys(RangeRequest { revision: 22, ..range("a", "\0") }), ["a", "b", "d"]);
+    }
+}
+
+#[test]
+fn compaction_returns_space_on_rocksdb() {
+    let mut options = test_options();
+    options.compaction.batch_keys_max = 500;
+    options.compaction.reclaim_space_after_pass = true;
+    let mut h = Harness::with_options(EngineKind::Rocks, options);
+    // Incompressible values, so the figures measure versions, not lz4.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut value = || {
+        (0..1024)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from(b'a' + (seed % 26) as u8)
+            })
+            .collect::<String>()
+    };
+    for _round in 0..20 {
+        let batch: Vec<Command> = (0..500).map(|key| put(&format!("key{key:04}"), &value())).collect();
+        h.apply_batch(batch).into_iter().for_each(|result| drop(result.unwrap()));
+    }
+    h.store().engine().reclaim_space(store::Space::Kv).unwrap();
+    let before = h.store().size_bytes();
+    let revision = h.store().revision();
+    h.must(Command::Compact { revision });
+    h.store().wait_for_compaction().unwrap();
+    let after = h.store().size_bytes();
+    assert!(after * 5 < before, "20 versions per key compacted to 1 should shrink the store: {before} -> {after}");
+    assert_eq!(h.range(range("key0000", "\0")).unwrap().count, 500);
+}
+
+#[test]
+fn leases_attach_detach_and_revoke_in_one_revision() {
+    each_engine(|h| {
+        h.must(Command::LeaseGrant { id: 1, ttl_seconds: 60 });
+        assert_eq!(h.apply(Command::LeaseGrant { id: 1, ttl_seconds: 60 }), Err(Error::LeaseExists { lease_id: 1 }));
+        assert_eq!(h.apply(Command::LeaseGrant { id: 0, ttl_seconds: 60 }), Err(Error::InvalidLeaseId { lease_id: 0 }));
+        assert_eq!(
+            h.apply(Command::LeaseGrant { id: 2, ttl_seconds: store::MAX_LEASE_TTL_SECONDS + 1 }),
+            Err(Error::LeaseTtlTooLarge { ttl_seconds: store::MAX_LEASE_TTL_SECONDS + 1 })
+        );
+        h.must(Command::LeaseGrant { id: 2, ttl_seconds: 5 });
+        h.must(put_with_lease("x", "1", 1)); // 2
+        h.must(put_with_lease("y", "1", 1)); // 3
+        h.must(put_with_lease("z", "1", 2)); // 4
+        h.must(put("y", "2")); // 5: detaches y
+        h.must(Command::LeaseCheckpoint { id: 2, remaining_ttl_seconds: 3 });
+        assert_eq!(h.store().lease(2).unwrap().unwrap().remaining_ttl_seconds, 3);
+        let ids: Vec<i64> = h.store().leases().unwrap().iter().map(|lease| lease.id).collect();
+        assert_eq!(ids, [1, 2]);
+        let output = h.store().apply(&[Command::LeaseRevoke { id: 1 }, Command::LeaseRevoke { id: 2 }], b"p").unwrap();
+        assert_eq!(output.results[0].as_ref().unwrap().revision(), 6);
+        assert_eq!(output.results[1].as_ref().unwrap().revision(), 7);
+        let deleted: Vec<(i64, String)> = output
+            .changes
+            .iter()
+            .flat_map(|change| change.events.iter().map(move |event| (change.revision, text(&event.kv.key))))
+            .collect();
+        assert_eq!(deleted, [(6, "x".to_string()), (7, "z".to_string())]);
+        assert_eq!(h.keys(range("a", "\0")), ["y"]);
+        assert_eq!(h.apply(Command::LeaseRevoke { id: 1 }), Err(Error::LeaseNotFound { lease_id: 1 }));
+        assert_eq!(
+            h.apply(Command::LeaseCheckpoint { id: 1, remaining_ttl_seconds: 1 }),
+            Err(Error::LeaseNotFound { lease_id: 1 })
+        );
+        assert!(h.store().leases().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn change_feed_matches_history() {
+    each_engine(|h| {
+        h.must(Command::LeaseGrant { id: 9, ttl_seconds: 60 });
+        let commands = vec![
+            put("a", "1"),
+            put_with_lease("a", "2", 9),
+            txn(vec![], vec![op_put("b", "1"), op_delete("a", "")], vec![]),
+            delete("nothing", ""),
+            Command::LeaseRevoke { id: 9 },
+            put("\0weird\u{ff}", "bytes"),
+        ];
+        let output = h.store().apply(&commands, b"feed").unwrap();
+        assert!(output.results.iter().all(Result::is_ok));
+        let revisions: Vec<i64> = output.changes.iter().map(|change| change.revision).collect();
+        assert_eq!(revisions, [2, 3, 4, 5]);
+        let txn_events = &output.changes[2].events;
+        assert_eq!(txn_events[1].kind, EventKind::Delete);
+        assert_eq!(txn_events[1].kv.mod_revision, 4);
+        assert_eq!(txn_events[1].prev_kv.as_ref().unwrap().value, b("2"));
+        assert_eq!(output.changes[1].events[0].prev_kv.as_ref().unwrap().value, b("1"));
+        for from in 2..=5 {
+            assert_eq!(h.store().changes(from, 5, 1000).unwrap(), output.changes[(from - 2) as usize..], "from {from}");
+        }
+        let first_two = h.store().changes(2, 5, 2).unwrap();
+        assert_eq!(first_two.len(), 2, "stops at whole revisions once events_max is reached");
+        assert_eq!(h.store().applied_position().unwrap(), b("feed"));
+    });
+}
+
+#[test]
+fn reopen_restores_the_last_applied_state() {
+    each_engine(|h| {
+        range_fixture(h);
+        h.must(Command::Compact { revision: 4 });
+        h.must(Command::LeaseGrant { id: 3, ttl_seconds: 9 });
+        let hash = h.store().hash_kv(0).unwrap();
+        let position = h.store().applied_position();
+        h.reopen();
+        assert_eq!(h.store().revision(), 11);
+        assert_eq!(h.store().compact_revision(), 4);
+        assert_eq!(h.store().applied_position(), position);
+        assert_eq!(h.store().hash_kv(0).unwrap(), hash);
+        assert_eq!(h.store().lease(3).unwrap().unwrap().ttl_seconds, 9);
+        assert_eq!(h.must(put("new", "1")).revision(), 12);
+    });
+}
+
+#[test]
+fn corruption_is_an_error_never_data() {
+    each_engine(|h| {
+        h.must(put("a", "1"));
+        h.must(put("b", "1"));
+        // Flip a byte of a's record, underneath the store.
+        let engine = h.store().engine().clone();
+        let (key, mut record) = {
+            let mut cursor = engine.cursor(store::Space::Kv, None);
+            cursor.seek(&[]);
+            (cursor.key().unwrap().to_vec(), cursor.value().to_vec())
+        };
+        record[3] ^= 0x40;
+        let mut batch = store::WriteBatch::default();
+        batch.put(store::Space::Kv, key, record);
+        engine.write(batch, store::Durability::Sync).unwrap();
+        let error = h.range(range("a", "\0")).unwrap_err();
+        assert!(matches!(&error, Error::Corrupt { what } if what.contains("checksum")), "{error}");
+        assert_eq!(h.keys(range("b", "")), ["b"], "other keys still read");
+        assert!(matches!(h.store().hash_kv(0), Err(Error::Corrupt { .. })));
+        // Applying over a corrupt record fails the store rather than writing on bad data.
+        let commands = [put("a", "2")];
+        assert!(matches!(h.store().apply(&commands, b"x"), Err(Error::Corrupt { .. })));
+        assert_eq!(h.store().apply(&commands, b"x").unwrap_err(), Error::Failed);
+    });
+}
+
+#[test]
+fn both_engines_give_the_same_bytes() {
+    let mut hashes = Vec::new();
+    for kind in ENGINES {
+        let mut h = Harness::new(kind);
+        range_fixture(&mut h);
+        h.must(Command::LeaseGrant { id: 1, ttl_seconds: 1 });
+        h.must(put_with_lease("l", "v", 1));
+        h.must(Command::Compact { revision: 6 });
+        h.must(txn(vec![], vec![op_put("t", "1"), op_delete("a", "c")], vec![]));
+        h.store().wait_for_compaction().unwrap();
+        hashes.push(h.store().hash_kv(0).unwrap());
+    }
+    assert_eq!(hashes[0], hashes[1]);
+}
