@@ -50,6 +50,10 @@ const POINT_DELETES_PER_KEY_MAX: usize = 64;
 pub struct CompactionState {
     pub progress: Mutex<Progress>,
     pub changed: Condvar,
+    /// Held by the compaction thread while it reads and writes one batch, and by a snapshot
+    /// install for its whole length, so a pass never deletes from data installed under it.
+    /// Lock order: the store's apply lock, then `pass_lock`, then `progress`.
+    pub pass_lock: Mutex<()>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -61,12 +65,24 @@ pub struct Progress {
     pub shutdown: bool,
     /// Set when a pass failed on an engine error; compaction stops until the store reopens.
     pub failed: bool,
+    /// Bumped when a snapshot install replaces the data: a pass of an older generation stops.
+    pub generation: u64,
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassOutcome {
+    Finished,
+    /// The store is shutting down.
+    Stopped,
+    /// A snapshot install replaced the data under the pass.
+    Superseded,
 }
 
 /// The compaction thread's loop: wait for a target beyond what is finished, run a pass, repeat.
 pub fn run(engine: Arc<dyn Engine>, state: Arc<CompactionState>, options: CompactionOptions) {
     loop {
-        let (from, to) = {
+        let (from, to, generation) = {
             let mut progress = state.progress.lock().expect("compaction lock");
             while !progress.shutdown && progress.target <= progress.finished {
                 progress = state.changed.wait(progress).expect("compaction lock");
@@ -74,10 +90,10 @@ pub fn run(engine: Arc<dyn Engine>, state: Arc<CompactionState>, options: Compac
             if progress.shutdown {
                 return;
             }
-            (progress.finished, progress.target)
+            (progress.finished, progress.target, progress.generation)
         };
-        let outcome = compact_pass(engine.as_ref(), from, to, &options, |pause| state.pause(pause));
-        if matches!(outcome, Ok(true)) && options.reclaim_space_after_pass {
+        let outcome = compact_pass(engine.as_ref(), from, to, &options, &state, generation);
+        if matches!(outcome, Ok(PassOutcome::Finished)) && options.reclaim_space_after_pass {
             for space in [Space::Kv, Space::History] {
                 if let Err(error) = engine.reclaim_space(space) {
                     tracing::warn!(%error, "reclaiming space after compaction failed");
@@ -86,8 +102,9 @@ pub fn run(engine: Arc<dyn Engine>, state: Arc<CompactionState>, options: Compac
         }
         let mut progress = state.progress.lock().expect("compaction lock");
         match outcome {
-            Ok(true) => progress.finished = to,
-            Ok(false) => return,
+            Ok(PassOutcome::Finished) if progress.generation == generation => progress.finished = to,
+            Ok(PassOutcome::Finished | PassOutcome::Superseded) => {}
+            Ok(PassOutcome::Stopped) => return,
             Err(error) => {
                 tracing::error!(%error, target = to, "compaction pass failed; stopping compaction");
                 progress.failed = true;
@@ -112,43 +129,52 @@ impl CompactionState {
     }
 }
 
-/// Removes what compaction at `to` made unreachable, for keys changed after `from`.
-/// `pause(duration)` waits between batches and returns true to stop the pass early, in which
-/// case this returns false.
+/// Removes what compaction at `to` made unreachable, for keys changed after `from`, in batches
+/// separated by pauses; stops early on shutdown or when the data's `generation` changes.
 pub fn compact_pass(
     engine: &dyn Engine,
     from: i64,
     to: i64,
     options: &CompactionOptions,
-    pause: impl Fn(Duration) -> bool,
-) -> Result<bool> {
+    state: &CompactionState,
+    generation: u64,
+) -> Result<PassOutcome> {
     let history_end = Revision::new(to, 0).to_bytes();
     // From `from` itself: a tombstone written at the last compact revision was kept then and
     // goes now.
     let mut resume = Revision::new(from, 0).to_bytes().to_vec();
     loop {
+        let pass_lock = state.pass_lock.lock().expect("compaction pass lock");
+        if state.progress.lock().expect("compaction lock").generation != generation {
+            return Ok(PassOutcome::Superseded);
+        }
         let ChangedKeys { keys, next } = changed_keys(engine, &resume, &history_end, options.batch_keys_max)?;
         let mut batch = WriteBatch::default();
         for key in &keys {
             obsolete_versions(engine, key, to, &mut batch)?;
         }
         if !batch.is_empty() {
-            crate::failpoint("store::compaction::before_batch");
+            crate::failpoint("store::compaction::before_batch")?;
             engine.write(batch, Durability::Buffered)?;
         }
+        drop(pass_lock);
         match next {
             Some(next) => resume = next,
             None => break,
         }
-        if pause(Duration::from_millis(options.pause_between_batches_ms)) {
-            return Ok(false);
+        if state.pause(Duration::from_millis(options.pause_between_batches_ms)) {
+            return Ok(PassOutcome::Stopped);
         }
+    }
+    let _pass_lock = state.pass_lock.lock().expect("compaction pass lock");
+    if state.progress.lock().expect("compaction lock").generation != generation {
+        return Ok(PassOutcome::Superseded);
     }
     let mut batch = WriteBatch::default();
     batch.delete_range(Space::History, Revision::new(0, 0).to_bytes().to_vec(), history_end.to_vec());
     batch.put(Space::Meta, meta::COMPACT_FINISHED.to_vec(), meta::sealed_i64(meta::COMPACT_FINISHED, to));
     engine.write(batch, Durability::Sync)?;
-    Ok(true)
+    Ok(PassOutcome::Finished)
 }
 
 /// A batch of keys to compact, and where the next batch starts in History, if there is more.

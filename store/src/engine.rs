@@ -5,6 +5,9 @@
 //! **Architecture invariant:** no RocksDB type appears in this trait, so everything above it runs
 //! unchanged on either engine.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use crate::error::Result;
 
 /// The key spaces. Each is ordered by bytes on its own.
@@ -123,4 +126,10 @@ pub trait Engine: Reader + Send + Sync + std::fmt::Debug + 'static {
     fn reclaim_space(&self, space: Space) -> Result<()>;
     /// Bytes the engine holds on disk (or in memory, for the memory engine).
     fn size_bytes(&self) -> u64;
+    /// A consistent, independent copy of every space, for snapshots; later writes to this
+    /// engine do not reach it. `scratch` is a path that does not exist yet, where the copy may
+    /// keep its files (RocksDB hard-links them there, so the copy is cheap).
+    fn consistent_copy(&self, scratch: &Path) -> Result<Arc<dyn Engine>>;
+    /// Deletes everything in every space, durably, in one write.
+    fn clear(&self) -> Result<()>;
 }

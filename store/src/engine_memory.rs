@@ -69,6 +69,16 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    fn consistent_copy(&self, _scratch: &std::path::Path) -> Result<Arc<dyn Engine>> {
+        let spaces = self.spaces.read().expect("memory engine lock").clone();
+        Ok(Arc::new(MemoryEngine { spaces: Arc::new(RwLock::new(spaces)) }))
+    }
+
+    fn clear(&self) -> Result<()> {
+        self.spaces.write().expect("memory engine lock").iter_mut().for_each(Tree::clear);
+        Ok(())
+    }
+
     fn size_bytes(&self) -> u64 {
         let spaces = self.spaces.read().expect("memory engine lock");
         spaces.iter().flat_map(|tree| tree.iter()).map(|(key, value)| (key.len() + value.len()) as u64).sum()

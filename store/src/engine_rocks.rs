@@ -2,6 +2,7 @@
 //! across spaces is atomic.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Options, ReadOptions, WriteOptions,
@@ -110,6 +111,33 @@ impl Engine for RocksEngine {
     fn reclaim_space(&self, space: Space) -> Result<()> {
         self.db.compact_range_cf::<&[u8], &[u8]>(self.handle(space), None, None);
         Ok(())
+    }
+
+    fn consistent_copy(&self, scratch: &Path) -> Result<Arc<dyn Engine>> {
+        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(engine_error)?;
+        checkpoint.create_checkpoint(scratch).map_err(engine_error)?;
+        Ok(Arc::new(RocksEngine::open(scratch, &RocksOptions::default())?))
+    }
+
+    fn clear(&self) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for space in Space::ALL {
+            let handle = self.handle(space);
+            let mut iterator = self.db.raw_iterator_cf(handle);
+            iterator.seek_to_first();
+            let first = iterator.key().map(<[u8]>::to_vec);
+            iterator.seek_to_last();
+            let last = iterator.key().map(<[u8]>::to_vec);
+            iterator.status().map_err(engine_error)?;
+            if let (Some(first), Some(last)) = (first, last) {
+                // [first, last) by range, then last itself.
+                batch.delete_range_cf(handle, &first, &last);
+                batch.delete_cf(handle, &last);
+            }
+        }
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        self.db.write_opt(batch, &write_options).map_err(engine_error)
     }
 
     fn size_bytes(&self) -> u64 {

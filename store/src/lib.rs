@@ -28,6 +28,7 @@ mod pending;
 mod range;
 mod read_view;
 mod revision;
+mod snapshot;
 mod store;
 mod txn_check;
 
@@ -44,12 +45,15 @@ pub use error::{Error, Result};
 pub use key_range::{prefix_end, KeyRange};
 pub use key_value::{Change, Event, EventKind, KeyValue};
 pub use revision::Revision;
+pub use snapshot::{SnapshotSummary, StoreSnapshot};
 pub use store::{ApplyOutput, HashKv, Store, StoreOptions};
 
-/// A named point where tests can inject a crash or an error (the `failpoints` feature).
+/// A named point where tests can inject a crash, a pause or an engine error (the `failpoints`
+/// feature; `fail::cfg(name, "return")` makes it fail with [`Error::Engine`]).
 #[inline]
-pub(crate) fn failpoint(name: &str) {
+pub(crate) fn failpoint(name: &str) -> Result<()> {
     #[cfg(feature = "failpoints")]
-    fail::fail_point!(name);
+    fail::fail_point!(name, |_| Err(Error::Engine(format!("failpoint {name}"))));
     let _ = name;
+    Ok(())
 }

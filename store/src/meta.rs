@@ -13,6 +13,9 @@ pub const COMPACT_REVISION: &[u8] = b"compact_revision";
 pub const COMPACT_FINISHED: &[u8] = b"compact_finished";
 /// The caller's opaque position of the last applied batch (Raft's log id).
 pub const APPLIED_POSITION: &[u8] = b"applied_position";
+/// Present while a snapshot is being installed: found at open, the store is half-written and is
+/// cleared.
+pub const INSTALLING: &[u8] = b"installing";
 
 pub fn read_bytes(reader: &dyn Reader, name: &[u8]) -> Result<Option<Vec<u8>>> {
     match reader.get(Space::Meta, name)? {

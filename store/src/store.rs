@@ -1,6 +1,7 @@
 //! [`Store`]: the MVCC key-value store over an [`Engine`]. One writer applies batches of commands;
 //! any number of readers range, hash and read history concurrently.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,6 +19,7 @@ use crate::lease;
 use crate::meta;
 use crate::range;
 use crate::read_view::ReadView;
+use crate::snapshot::{self, SnapshotSummary, StoreSnapshot};
 
 /// Settings for [`Store::open`].
 #[derive(Debug, Clone)]
@@ -80,12 +82,16 @@ pub struct Store {
 }
 
 /// The first revision of an empty store, as in etcd: the first write gets revision 2.
-const INITIAL_REVISION: i64 = 1;
+pub(crate) const INITIAL_REVISION: i64 = 1;
 
 impl Store {
     /// Opens the store kept in `engine`, restoring exactly the state of the last applied batch,
     /// and resumes any unfinished compaction.
     pub fn open(engine: Arc<dyn Engine>, options: StoreOptions) -> Result<Store> {
+        if meta::read_i64(engine.as_ref(), meta::INSTALLING)?.is_some() {
+            tracing::warn!("a snapshot install was interrupted; clearing the store");
+            engine.clear()?;
+        }
         let revision = meta::read_i64(engine.as_ref(), meta::REVISION)?.unwrap_or(INITIAL_REVISION);
         let compact_revision = meta::read_i64(engine.as_ref(), meta::COMPACT_REVISION)?.unwrap_or(0);
         let compact_finished = meta::read_i64(engine.as_ref(), meta::COMPACT_FINISHED)?.unwrap_or(0);
@@ -138,12 +144,17 @@ impl Store {
         }
         let (new_revision, new_compact_revision) = (applier.revision, applier.compact_revision);
         let (batch, changes) = applier.finish(position);
-        crate::failpoint("store::apply::before_write");
-        if let Err(error) = shared.engine.write(batch, shared.options.durability) {
+        let written = crate::failpoint("store::apply::before_write")
+            .and_then(|()| shared.engine.write(batch, shared.options.durability));
+        if let Err(error) = written {
             state.failed = true;
             return Err(error);
         }
-        crate::failpoint("store::apply::after_write");
+        if let Err(error) = crate::failpoint("store::apply::after_write") {
+            // Written but not published: only a reopen knows the state again.
+            state.failed = true;
+            return Err(error);
+        }
         shared.revision.store(new_revision, Ordering::Release);
         state.applied_position = Some(Bytes::copy_from_slice(position));
         if new_compact_revision != compact_revision {
@@ -248,6 +259,47 @@ impl Store {
             return Err(Error::Engine("compaction stopped after an engine error".into()));
         }
         Ok(())
+    }
+
+    /// A consistent copy of the whole store for a snapshot, unaffected by later writes.
+    /// `scratch` must not exist yet; the copy keeps its files there until dropped.
+    pub fn snapshot(&self, scratch: &Path) -> Result<StoreSnapshot> {
+        let copy = self.shared.engine.consistent_copy(scratch)?;
+        Ok(StoreSnapshot::new(copy, Some(scratch.to_path_buf())))
+    }
+
+    /// Checks every record of the snapshot file at `path` without installing it.
+    pub fn verify_snapshot(path: &Path) -> Result<SnapshotSummary> {
+        let file = std::fs::File::open(path)
+            .map_err(|error| Error::Engine(format!("opening snapshot {}: {error}", path.display())))?;
+        snapshot::read_records(&mut std::io::BufReader::new(file), |_, _, _| Ok(()))
+    }
+
+    /// Replaces the whole store with the snapshot at `path`: verified first (a corrupt
+    /// snapshot changes nothing), then installed under the apply lock, with compaction held off.
+    pub fn install_snapshot(&self, path: &Path) -> Result<SnapshotSummary> {
+        let summary = Self::verify_snapshot(path)?;
+        let shared = &self.shared;
+        let mut state = shared.apply_lock.lock().expect("apply lock");
+        let _pass_lock = shared.compaction.pass_lock.lock().expect("compaction pass lock");
+        shared.compaction.progress.lock().expect("compaction lock").generation += 1;
+        if let Err(error) = snapshot::install(shared.engine.as_ref(), path) {
+            state.failed = true;
+            return Err(error);
+        }
+        let engine = shared.engine.as_ref();
+        let revision = meta::read_i64(engine, meta::REVISION)?.unwrap_or(INITIAL_REVISION);
+        let compact_revision = meta::read_i64(engine, meta::COMPACT_REVISION)?.unwrap_or(0);
+        let compact_finished = meta::read_i64(engine, meta::COMPACT_FINISHED)?.unwrap_or(0);
+        state.applied_position = meta::read_bytes(engine, meta::APPLIED_POSITION)?.map(Bytes::from);
+        state.failed = false;
+        shared.revision.store(revision, Ordering::Release);
+        shared.compact_revision.store(compact_revision, Ordering::Release);
+        let mut progress = shared.compaction.progress.lock().expect("compaction lock");
+        progress.target = compact_revision;
+        progress.finished = compact_finished;
+        shared.compaction.changed.notify_all();
+        Ok(summary)
     }
 
     /// Bytes the engine holds.

@@ -609,3 +609,96 @@ fn both_engines_give_the_same_bytes() {
     }
     assert_eq!(hashes[0], hashes[1]);
 }
+
+#[test]
+fn snapshots_round_trip_between_engines() {
+    for (source_kind, target_kind) in [(EngineKind::Rocks, EngineKind::Memory), (EngineKind::Memory, EngineKind::Rocks)]
+    {
+        let mut source = Harness::new(source_kind);
+        range_fixture(&mut source);
+        source.must(Command::LeaseGrant { id: 4, ttl_seconds: 40 });
+        source.must(put_with_lease("leased", "v", 4));
+        source.must(Command::Compact { revision: 6 });
+        source.store().wait_for_compaction().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = source.store().snapshot(&dir.path().join("copy")).unwrap();
+        let hash = source.store().hash_kv(0).unwrap();
+        let position = source.store().applied_position();
+        // Writes after the snapshot was taken do not reach it.
+        source.must(put("after", "snapshot"));
+        assert_eq!(snapshot.revision().unwrap(), hash.revision);
+        assert_eq!(snapshot.applied_position().unwrap(), position);
+        let path = dir.path().join("snapshot");
+        let written = snapshot.write_to(&mut std::fs::File::create(&path).unwrap()).unwrap();
+        assert_eq!(written.bytes, std::fs::metadata(&path).unwrap().len());
+        drop(snapshot);
+        assert!(!dir.path().join("copy").exists(), "dropping the snapshot removes its copy");
+
+        let mut target = Harness::new(target_kind);
+        target.must(put("stale", "data"));
+        let installed = target.store().install_snapshot(&path).unwrap();
+        assert_eq!(installed, written);
+        assert_eq!(target.store().hash_kv(0).unwrap(), hash, "{source_kind:?} -> {target_kind:?}");
+        assert_eq!(target.store().applied_position(), position);
+        assert_eq!(target.store().compact_revision(), 6);
+        assert_eq!(target.store().lease_keys(4).unwrap(), [b("leased")]);
+        assert!(target.keys(range("stale", "")).is_empty(), "the install replaced everything");
+        target.reopen();
+        assert_eq!(target.store().hash_kv(0).unwrap(), hash, "and it is durable");
+        assert_eq!(target.must(put("next", "1")).revision(), hash.revision + 1);
+    }
+}
+
+#[test]
+fn a_corrupt_snapshot_changes_nothing() {
+    let mut source = Harness::new(EngineKind::Memory);
+    range_fixture(&mut source);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snapshot");
+    let snapshot = source.store().snapshot(&dir.path().join("copy")).unwrap();
+    snapshot.write_to(&mut std::fs::File::create(&path).unwrap()).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x08;
+    let damaged = [
+        ("flipped byte", flipped),
+        ("truncated", bytes[..bytes.len() - 5].to_vec()),
+        ("not a snapshot", b"hello".to_vec()),
+    ];
+    for kind in ENGINES {
+        let mut target = Harness::new(kind);
+        target.must(put("mine", "1"));
+        let hash = target.store().hash_kv(0).unwrap();
+        for (name, content) in &damaged {
+            std::fs::write(&path, content).unwrap();
+            let error = target.store().install_snapshot(&path).unwrap_err();
+            assert!(matches!(error, Error::Corrupt { .. }), "{name}: {error}");
+            assert_eq!(target.store().hash_kv(0).unwrap(), hash, "{name}: nothing changed");
+        }
+        assert_eq!(target.must(put("mine", "2")).revision(), 3);
+    }
+}
+
+/// An install cut short (here by an injected engine error after it began) leaves a marker; the
+/// next open clears the half-written store instead of serving it.
+#[cfg(feature = "failpoints")]
+#[test]
+fn an_interrupted_install_is_cleared_at_open() {
+    let mut source = Harness::new(EngineKind::Memory);
+    range_fixture(&mut source);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snapshot");
+    let snapshot = source.store().snapshot(&dir.path().join("copy")).unwrap();
+    snapshot.write_to(&mut std::fs::File::create(&path).unwrap()).unwrap();
+    let mut target = Harness::new(EngineKind::Rocks);
+    target.must(put("mine", "1"));
+    fail::cfg("store::snapshot::after_marker", "return").unwrap();
+    assert!(matches!(target.store().install_snapshot(&path), Err(Error::Engine(_))));
+    fail::remove("store::snapshot::after_marker");
+    assert_eq!(target.store().apply(&[put("refused", "1")], b"p").unwrap_err(), Error::Failed);
+    target.reopen();
+    assert_eq!(target.store().revision(), 1);
+    assert!(target.keys(range("\0", "\0")).is_empty());
+    target.store().install_snapshot(&path).unwrap();
+    assert_eq!(target.store().hash_kv(0).unwrap(), source.store().hash_kv(0).unwrap());
+}

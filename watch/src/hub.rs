@@ -211,7 +211,12 @@ impl WatchHub {
 
 impl Drop for WatchHub {
     fn drop(&mut self) {
-        self.shared.state.lock().expect("watch hub lock").shutdown = true;
+        {
+            let mut state = self.shared.state.lock().expect("watch hub lock");
+            state.shutdown = true;
+            // Dropping the senders ends every stream: `recv` returns None after what is queued.
+            state.streams.clear();
+        }
         self.shared.wake.notify_all();
         if let Some(thread) = self.catch_up.take() {
             let _ = thread.join();
