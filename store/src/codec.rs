@@ -60,12 +60,17 @@ pub fn decode_kv_key(kv_key: &[u8]) -> Result<(Vec<u8>, Revision)> {
         return Err(corrupt());
     }
     let (encoded, revision) = kv_key.split_at(kv_key.len() - REVISION_BYTES);
-    let user_key = decode_key(encoded).ok_or_else(corrupt)?;
+    let user_key = decode_key(encoded).map_err(|_| corrupt())?;
     let revision = Revision::from_inverted_bytes(revision).ok_or_else(corrupt)?;
     Ok((user_key, revision))
 }
 
-fn decode_key(encoded: &[u8]) -> Option<Vec<u8>> {
+/// The user key of an encoded key (the Kv-space key without its revision).
+pub fn decode_key(encoded: &[u8]) -> Result<Vec<u8>> {
+    decode_escaped(encoded).ok_or_else(|| Error::Corrupt { what: format!("encoded key {}", printable(encoded)) })
+}
+
+fn decode_escaped(encoded: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(encoded.len());
     let mut bytes = encoded.iter();
     while let Some(&byte) = bytes.next() {
@@ -157,7 +162,8 @@ impl VersionRecord {
         }
     }
 
-    pub fn decode(payload: &[u8]) -> Option<VersionRecord> {
+    /// Decodes a payload; `with_value` false leaves the value empty instead of copying it.
+    pub fn decode(payload: &[u8], with_value: bool) -> Option<VersionRecord> {
         match *payload.first()? {
             TOMBSTONE_TAG if payload.len() == 1 => Some(VersionRecord::Tombstone),
             LIVE_TAG if payload.len() >= LIVE_HEADER_BYTES => {
@@ -169,7 +175,11 @@ impl VersionRecord {
                     create_revision: field(0),
                     version: field(1),
                     lease: field(2),
-                    value: Bytes::copy_from_slice(&payload[LIVE_HEADER_BYTES..]),
+                    value: if with_value {
+                        Bytes::copy_from_slice(&payload[LIVE_HEADER_BYTES..])
+                    } else {
+                        Bytes::new()
+                    },
                 })
             }
             _ => None,

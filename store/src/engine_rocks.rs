@@ -49,7 +49,11 @@ impl RocksEngine {
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
             table.set_bloom_filter(10.0, false);
-            table.set_cache_index_and_filter_blocks(true);
+            // Index and filter blocks stay with their table readers, outside the block cache:
+            // cached, they were evicted and re-read (and LZ4-decompressed) on most point reads,
+            // which cost ~200 µs per put (perf, BENCHMARKS.md). Their memory grows with the data,
+            // about 1-2% of it.
+            table.set_cache_index_and_filter_blocks(false);
             let mut cf_options = Options::default();
             cf_options.set_block_based_table_factory(&table);
             cf_options.set_write_buffer_size(options.write_buffer_bytes);

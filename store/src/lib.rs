@@ -44,6 +44,7 @@ pub use engine_rocks::{RocksEngine, RocksOptions};
 pub use error::{Error, Result};
 pub use key_range::{prefix_end, KeyRange};
 pub use key_value::{Change, Event, EventKind, KeyValue};
+pub use range::RangeSummary;
 pub use revision::Revision;
 pub use snapshot::{SnapshotSummary, StoreSnapshot};
 pub use store::{ApplyOutput, HashKv, Store, StoreOptions};

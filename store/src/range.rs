@@ -11,38 +11,82 @@ use crate::key_range::KeyRange;
 use crate::key_value::KeyValue;
 use crate::read_view::{Flow, ReadView};
 
-pub fn range(view: &ReadView, request: &RangeRequest) -> Result<RangeResponse> {
+/// What a range found, besides the versions it handed to its sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeSummary {
+    /// Keys in the range at the read revision, before filters and limit.
+    pub count: i64,
+    /// More versions matched than the limit let through.
+    pub more: bool,
+    /// The store's current revision when the read was served (etcd's header revision).
+    pub revision: i64,
+}
+
+/// Serves `request`, handing each version of the reply to `sink` in reply order. Without a
+/// sort the versions stream straight through (the caller may encode them as they come); with
+/// one, at most `limit + 1` are held in a heap, or all of them when there is no limit.
+pub fn range_into(
+    view: &ReadView,
+    request: &RangeRequest,
+    sink: &mut dyn FnMut(KeyValue) -> Result<()>,
+) -> Result<RangeSummary> {
     let key_range = KeyRange::new(&request.key, &request.range_end);
     let limit = usize::try_from(request.limit).ok().filter(|limit| *limit > 0);
     let sort_order = effective_sort_order(request);
+    // Values are only needed in the reply, or to sort by.
+    let needs_value = !request.keys_only || (sort_order != SortOrder::None && request.sort_target == SortTarget::Value);
     let mut count = 0i64;
-    let mut collected = Collected::new(request, sort_order, limit);
+    let mut matched = 0usize;
+    let mut heap = BinaryHeap::new();
     view.scan(&key_range, |version| {
         count += 1;
-        if request.count_only {
+        let limit_reached = limit.is_some_and(|limit| matched > limit);
+        if request.count_only || (sort_order == SortOrder::None && limit_reached) {
+            // Only the count is still needed.
             return Ok(Flow::Continue);
         }
-        if collected.is_full_without_sort() {
-            // Only the count is still needed; the reply already holds limit + 1 keys.
+        let mut kv = if needs_value { version.to_key_value()? } else { version.to_key_value_without_value()? };
+        if !passes_filters(request, &kv) {
             return Ok(Flow::Continue);
         }
-        let kv = version.to_key_value()?;
-        if passes_filters(request, &kv) {
-            collected.push(kv);
+        matched += 1;
+        if sort_order == SortOrder::None {
+            if limit.is_none_or(|limit| matched <= limit) {
+                sink(kv)?;
+            }
+            return Ok(Flow::Continue);
+        }
+        if request.keys_only && request.sort_target != SortTarget::Value {
+            kv.value = bytes::Bytes::new();
+        }
+        heap.push(Sorted { kv, target: request.sort_target, order: sort_order });
+        // Keeping one more than the limit is how `more` is known.
+        if limit.is_some_and(|limit| heap.len() > limit + 1) {
+            heap.pop();
         }
         Ok(Flow::Continue)
     })?;
-    let (mut kvs, more) = collected.finish();
-    if request.count_only {
-        kvs.clear();
-    }
-    if request.keys_only {
-        // After sorting, as etcd does, so a keys-only range can still sort by value.
-        for kv in &mut kvs {
+    let more = limit.is_some_and(|limit| matched > limit);
+    let emit = limit.unwrap_or(usize::MAX);
+    for sorted in heap.into_sorted_vec().into_iter().take(emit) {
+        let mut kv = sorted.kv;
+        if request.keys_only {
+            // After sorting, as etcd does, so a keys-only range can still sort by value.
             kv.value = bytes::Bytes::new();
         }
+        sink(kv)?;
     }
-    Ok(RangeResponse { kvs, more, count, revision: 0 })
+    Ok(RangeSummary { count, more, revision: 0 })
+}
+
+/// Serves `request` into a [`RangeResponse`] (its header revision left for the caller).
+pub fn range(view: &ReadView, request: &RangeRequest) -> Result<RangeResponse> {
+    let mut kvs = Vec::new();
+    let summary = range_into(view, request, &mut |kv| {
+        kvs.push(kv);
+        Ok(())
+    })?;
+    Ok(RangeResponse { kvs, more: summary.more, count: summary.count, revision: 0 })
 }
 
 /// etcd's rule: results come in key order, so ASCEND on KEY needs no sort, and any other target
@@ -99,54 +143,5 @@ impl PartialOrd for Sorted {
 impl Ord for Sorted {
     fn cmp(&self, other: &Self) -> Ordering {
         compare(self.target, self.order, &self.kv, &other.kv)
-    }
-}
-
-/// The versions a range keeps for its reply.
-struct Collected {
-    target: SortTarget,
-    order: SortOrder,
-    limit: Option<usize>,
-    in_key_order: Vec<KeyValue>,
-    heap: BinaryHeap<Sorted>,
-}
-
-impl Collected {
-    fn new(request: &RangeRequest, order: SortOrder, limit: Option<usize>) -> Self {
-        Collected { target: request.sort_target, order, limit, in_key_order: Vec::new(), heap: BinaryHeap::new() }
-    }
-
-    /// Keeping one more than the limit is how `more` is known.
-    fn keep_max(&self) -> Option<usize> {
-        self.limit.map(|limit| limit + 1)
-    }
-
-    fn is_full_without_sort(&self) -> bool {
-        self.order == SortOrder::None && self.keep_max().is_some_and(|max| self.in_key_order.len() >= max)
-    }
-
-    fn push(&mut self, kv: KeyValue) {
-        if self.order == SortOrder::None {
-            self.in_key_order.push(kv);
-            return;
-        }
-        self.heap.push(Sorted { kv, target: self.target, order: self.order });
-        if self.keep_max().is_some_and(|max| self.heap.len() > max) {
-            self.heap.pop();
-        }
-    }
-
-    /// The reply's versions and whether more matched than the limit.
-    fn finish(self) -> (Vec<KeyValue>, bool) {
-        let mut kvs = if self.order == SortOrder::None {
-            self.in_key_order
-        } else {
-            self.heap.into_sorted_vec().into_iter().map(|sorted| sorted.kv).collect()
-        };
-        let more = self.limit.is_some_and(|limit| kvs.len() > limit);
-        if let Some(limit) = self.limit {
-            kvs.truncate(limit);
-        }
-        (kvs, more)
     }
 }

@@ -35,10 +35,18 @@ pub struct VersionRef<'a> {
 }
 
 impl VersionRef<'_> {
+    /// The version without its value (keys-only ranges), which saves copying it.
+    pub fn to_key_value_without_value(&self) -> Result<KeyValue> {
+        self.decode(false)
+    }
+
     pub fn to_key_value(&self) -> Result<KeyValue> {
-        let kv_key = [self.encoded_key, &self.mod_revision.to_inverted_bytes()].concat();
-        let (key, _) = codec::decode_kv_key(&kv_key)?;
-        match VersionRecord::decode(self.payload) {
+        self.decode(true)
+    }
+
+    fn decode(&self, with_value: bool) -> Result<KeyValue> {
+        let key = codec::decode_key(self.encoded_key)?;
+        match VersionRecord::decode(self.payload, with_value) {
             Some(VersionRecord::Live { create_revision, version, lease, value }) => Ok(KeyValue {
                 key: key.into(),
                 value,

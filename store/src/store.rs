@@ -181,6 +181,27 @@ impl Store {
         Ok(response)
     }
 
+    /// Like [`Store::range`], but hands each version of the reply to `sink` as it is produced,
+    /// so a caller can encode a large reply without first holding it as `KeyValue`s. On an
+    /// error the sink may have seen part of the reply, which the caller must discard.
+    pub fn range_into(
+        &self,
+        request: &RangeRequest,
+        sink: &mut dyn FnMut(crate::KeyValue) -> Result<()>,
+    ) -> Result<crate::RangeSummary> {
+        if request.key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        let current = self.revision();
+        let at = if request.revision > 0 { request.revision } else { current };
+        self.check_readable(at, current)?;
+        let mut summary =
+            range::range_into(&ReadView { reader: self.shared.engine.as_ref(), revision: at }, request, sink)?;
+        self.check_readable(at, current)?;
+        summary.revision = current;
+        Ok(summary)
+    }
+
     fn check_readable(&self, revision: i64, current: i64) -> Result<()> {
         if revision > current {
             return Err(Error::FutureRevision { current_revision: current });

@@ -16,11 +16,12 @@ use watch::{ResponseBody, WatchHub, WatchOptions, WatchRequest};
 fn main() {
     let seconds: u64 = std::env::var("KEEL_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    // First, while the heap is fresh, so freed memory of other scenarios does not hide it.
+    memory_per_idle_watcher(&runtime, 100_000);
     for (watchers, writes_per_second) in [(1, 1000), (100, 1000), (1000, 200), (10_000, 20)] {
         delivery(&runtime, watchers, writes_per_second, Duration::from_secs(seconds));
     }
     stalled_watcher_put_latency(&runtime, Duration::from_secs(seconds));
-    memory_per_idle_watcher(&runtime, 10_000);
 }
 
 struct Bench {
