@@ -126,7 +126,9 @@ pub fn unseal<'a>(space: Space, key: &[u8], record: &'a [u8]) -> Result<&'a [u8]
     Ok(payload)
 }
 
-fn checksum(space: Space, key: &[u8], payload: &[u8]) -> u32 {
+/// crc32 of (space, key length, key, payload): the checksum of engine records and of snapshot
+/// records alike.
+pub fn checksum(space: Space, key: &[u8], payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&[space as u8]);
     hasher.update(&(key.len() as u32).to_le_bytes());

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::codec;
 use crate::engine::{Durability, Engine, Space, WriteBatch};
 use crate::error::{Error, Result};
 use crate::meta;
@@ -77,7 +78,7 @@ impl StoreSnapshot {
             cursor.seek(&[]);
             while let Some(key) = cursor.key() {
                 let value = cursor.value();
-                let checksum = record_checksum(space, key, value);
+                let checksum = codec::checksum(space, key, value);
                 out.write_all(&[RECORD_TAG, space as u8]).map_err(io)?;
                 out.write_all(&(key.len() as u32).to_le_bytes()).map_err(io)?;
                 out.write_all(&(value.len() as u32).to_le_bytes()).map_err(io)?;
@@ -109,15 +110,6 @@ impl Drop for StoreSnapshot {
             let _ = std::fs::remove_dir_all(scratch);
         }
     }
-}
-
-fn record_checksum(space: Space, key: &[u8], value: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&[space as u8]);
-    hasher.update(&(key.len() as u32).to_le_bytes());
-    hasher.update(key);
-    hasher.update(value);
-    hasher.finalize()
 }
 
 fn corrupt(detail: impl std::fmt::Display) -> Error {
@@ -160,7 +152,7 @@ pub fn read_records(
                 read_exact(input, &mut value, "record value")?;
                 let mut stored = [0u8; 4];
                 read_exact(input, &mut stored, "record checksum")?;
-                let checksum = record_checksum(space, &key, &value);
+                let checksum = codec::checksum(space, &key, &value);
                 if u32::from_le_bytes(stored) != checksum {
                     return Err(corrupt(format!("record {} fails its checksum", summary.records)));
                 }
