@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::key_value::KeyValue;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, Default)]
 pub enum SortOrder {
     #[default]
     None,
@@ -15,7 +15,7 @@ pub enum SortOrder {
     Descend,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, Default)]
 pub enum SortTarget {
     #[default]
     Key,
@@ -25,7 +25,7 @@ pub enum SortTarget {
     Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct RangeRequest {
     pub key: Bytes,
     /// See [`crate::KeyRange`] for how `key` and `range_end` name a set of keys.
@@ -45,7 +45,7 @@ pub struct RangeRequest {
     pub max_create_revision: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct RangeResponse {
     pub kvs: Vec<KeyValue>,
     /// More keys matched than `limit` let through.
@@ -56,7 +56,7 @@ pub struct RangeResponse {
     pub revision: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct PutRequest {
     pub key: Bytes,
     pub value: Bytes,
@@ -68,27 +68,27 @@ pub struct PutRequest {
     pub ignore_lease: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct PutResponse {
     pub prev_kv: Option<KeyValue>,
     pub revision: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct DeleteRangeRequest {
     pub key: Bytes,
     pub range_end: Bytes,
     pub prev_kv: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct DeleteRangeResponse {
     pub deleted: i64,
     pub prev_kvs: Vec<KeyValue>,
     pub revision: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
 pub enum CompareResult {
     Equal,
     Greater,
@@ -97,7 +97,7 @@ pub enum CompareResult {
 }
 
 /// What a compare looks at, and the operand it compares with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub enum CompareTarget {
     Version(i64),
     Create(i64),
@@ -106,7 +106,7 @@ pub enum CompareTarget {
     Lease(i64),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Compare {
     pub result: CompareResult,
     pub target: CompareTarget,
@@ -114,7 +114,7 @@ pub struct Compare {
     pub range_end: Bytes,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub enum RequestOp {
     Range(RangeRequest),
     Put(PutRequest),
@@ -122,7 +122,7 @@ pub enum RequestOp {
     Txn(TxnRequest),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub enum ResponseOp {
     Range(RangeResponse),
     Put(PutResponse),
@@ -130,14 +130,14 @@ pub enum ResponseOp {
     Txn(TxnResponse),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct TxnRequest {
     pub compare: Vec<Compare>,
     pub success: Vec<RequestOp>,
     pub failure: Vec<RequestOp>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct TxnResponse {
     pub succeeded: bool,
     pub responses: Vec<ResponseOp>,
@@ -146,7 +146,7 @@ pub struct TxnResponse {
 
 /// A state change. Applying the same commands to the same state gives the same results and the
 /// same bytes on every replica: no command reads a clock or a random source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub enum Command {
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
@@ -171,7 +171,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub enum Response {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
@@ -199,7 +199,7 @@ impl Response {
 
 /// A lease as the store records it. Remaining time is the lease keeper's business (it has the
 /// clock); the store keeps the granted TTL and the last checkpointed remainder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct LeaseInfo {
     pub id: i64,
     pub ttl_seconds: i64,

@@ -2,7 +2,7 @@
 //! here are etcd's own where etcd has one, so a mapping can pass them through.
 
 /// What can go wrong in the store.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// A read, watch or compaction asked for a revision that compaction has removed.
     #[error("mvcc: required revision has been compacted")]

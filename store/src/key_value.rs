@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 /// One version of a key, with etcd's fields.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq, Default)]
 pub struct KeyValue {
     pub key: Bytes,
     pub value: Bytes,
@@ -17,14 +17,14 @@ pub struct KeyValue {
     pub lease: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Put,
     Delete,
 }
 
 /// One change to one key, as a watcher sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
     /// For a put, the new version. For a delete, as etcd sends it: only `key` and `mod_revision`
@@ -37,7 +37,7 @@ pub struct Event {
 }
 
 /// The events of one main revision, in sub-revision order: the unit of the change feed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Change {
     pub revision: i64,
     pub events: Vec<Event>,

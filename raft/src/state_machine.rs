@@ -1,0 +1,262 @@
+//! The replicated state machine: committed entries go to `store::Store::apply` as one batch per
+//! `apply` call, with the Raft position (last applied log id and membership) as the store's
+//! applied position, in the same write as the data. Snapshots are the store's own
+//! (`Store::snapshot`), kept as files beside the store.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine, Snapshot};
+use openraft::type_config::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::EntryPayload;
+use serde::{Deserialize, Serialize};
+use store::{Change, Store};
+
+use crate::codec;
+use crate::types::{Reply, TypeConfig};
+
+/// Told about every applied batch, after it is durable: the watch hub's feed.
+pub trait ChangeListener: Send + Sync + 'static {
+    fn applied(&self, changes: &[Change], revision: i64);
+}
+
+/// What the store records as its applied position.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RaftPosition {
+    last_applied: Option<LogIdOf<TypeConfig>>,
+    membership: StoredMembershipOf<TypeConfig>,
+}
+
+/// A snapshot as a file in keel's snapshot format, with its Raft metadata beside it.
+#[derive(Debug, Clone)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+}
+
+pub struct StateMachine {
+    store: Arc<Store>,
+    snapshots: Arc<SnapshotDir>,
+    listener: Option<Arc<dyn ChangeListener>>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("StateMachine").field("snapshots", &self.snapshots.dir).finish_non_exhaustive()
+    }
+}
+
+impl StateMachine {
+    /// A state machine over `store`, keeping snapshot files in `snapshot_dir`.
+    pub fn new(store: Arc<Store>, snapshot_dir: &Path, listener: Option<Arc<dyn ChangeListener>>) -> io::Result<Self> {
+        std::fs::create_dir_all(snapshot_dir)?;
+        let snapshots = Arc::new(SnapshotDir { dir: snapshot_dir.to_path_buf(), next_scratch: AtomicU64::new(0) });
+        Ok(StateMachine { store, snapshots, listener })
+    }
+
+    fn position(&self) -> io::Result<RaftPosition> {
+        match self.store.applied_position() {
+            Some(bytes) => codec::decode(&bytes, "store applied position"),
+            None => Ok(RaftPosition::default()),
+        }
+    }
+}
+
+fn store_error(error: store::Error) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
+        let position = self.position()?;
+        Ok((position.last_applied, position.membership))
+    }
+
+    async fn apply<Entries>(&mut self, mut entries: Entries) -> Result<(), io::Error>
+    where
+        Entries: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + Send,
+    {
+        let mut position = self.position()?;
+        let mut commands = Vec::new();
+        // One slot per entry: who waits for its reply, and which command (if any) it carried.
+        let mut slots = Vec::new();
+        while let Some((entry, responder)) = entries.try_next().await? {
+            position.last_applied = Some(entry.log_id);
+            let command_index = match entry.payload {
+                EntryPayload::Blank => None,
+                EntryPayload::Normal(request) => {
+                    commands.push(request.command);
+                    Some(commands.len() - 1)
+                }
+                EntryPayload::Membership(membership) => {
+                    position.membership = openraft::StoredMembership::new(Some(entry.log_id), membership);
+                    None
+                }
+            };
+            slots.push((responder, command_index));
+        }
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let output = self.store.apply(&commands, &codec::encode(&position)?).map_err(store_error)?;
+        if let Some(listener) = &self.listener {
+            listener.applied(&output.changes, self.store.revision());
+        }
+        let mut results = output.results.into_iter();
+        for (responder, command_index) in slots {
+            let reply = match command_index {
+                Some(_) => Reply::Applied(results.next().expect("one result per command")),
+                None => Reply::NoCommand,
+            };
+            if let Some(responder) = responder {
+                responder.send(reply);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { store: self.store.clone(), snapshots: self.snapshots.clone() }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: Self::SnapshotData,
+    ) -> Result<(), io::Error> {
+        // Keep our own copy first: it becomes this member's current snapshot.
+        let kept = self.snapshots.keep(meta, &snapshot.path)?;
+        self.store.install_snapshot(&kept).map_err(store_error)?;
+        let position = self.position()?;
+        if position.last_applied != meta.last_log_id {
+            return Err(io::Error::other(format!(
+                "snapshot metadata says {:?} but its data was applied up to {:?}",
+                meta.last_log_id, position.last_applied
+            )));
+        }
+        self.snapshots.remove_older_than(meta)?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
+        self.snapshots.current()
+    }
+}
+
+/// Builds snapshots from a consistent copy of the store, on openraft's snapshot task.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    store: Arc<Store>,
+    snapshots: Arc<SnapshotDir>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
+        let scratch = self.snapshots.scratch_path();
+        let copy = self.store.snapshot(&scratch).map_err(store_error)?;
+        // The position inside the copy is the one its data is at.
+        let position: RaftPosition = match copy.applied_position().map_err(store_error)? {
+            Some(bytes) => codec::decode(&bytes, "snapshot applied position")?,
+            None => RaftPosition::default(),
+        };
+        let meta = openraft::SnapshotMeta { last_log_id: position.last_applied, last_membership: position.membership };
+        let path = self.snapshots.data_path(&meta);
+        let partial = path.with_extension("partial");
+        {
+            let mut file = io::BufWriter::new(std::fs::File::create(&partial)?);
+            copy.write_to(&mut file).map_err(store_error)?;
+            file.into_inner().map_err(|error| error.into_error())?.sync_all()?;
+        }
+        std::fs::rename(&partial, &path)?;
+        std::fs::write(self.snapshots.meta_path(&meta), codec::encode(&meta)?)?;
+        self.snapshots.remove_older_than(&meta)?;
+        Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
+    }
+}
+
+/// The directory of snapshot files: `<last index>-<term>.snap` with a `.meta` beside it. The
+/// newest complete pair is the member's current snapshot.
+#[derive(Debug)]
+struct SnapshotDir {
+    dir: PathBuf,
+    next_scratch: AtomicU64,
+}
+
+impl SnapshotDir {
+    fn name(meta: &SnapshotMetaOf<TypeConfig>) -> String {
+        match &meta.last_log_id {
+            Some(log_id) => format!("{:020}-{}", log_id.index, log_id.leader_id),
+            None => "00000000000000000000-none".to_string(),
+        }
+    }
+
+    fn data_path(&self, meta: &SnapshotMetaOf<TypeConfig>) -> PathBuf {
+        self.dir.join(format!("{}.snap", Self::name(meta)))
+    }
+
+    fn meta_path(&self, meta: &SnapshotMetaOf<TypeConfig>) -> PathBuf {
+        self.dir.join(format!("{}.meta", Self::name(meta)))
+    }
+
+    /// A fresh path for a store copy (it must not exist yet).
+    fn scratch_path(&self) -> PathBuf {
+        let number = self.next_scratch.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("copy-{}-{number}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        path
+    }
+
+    /// Copies a received snapshot into the directory (unless it is already there).
+    fn keep(&self, meta: &SnapshotMetaOf<TypeConfig>, source: &Path) -> io::Result<PathBuf> {
+        let path = self.data_path(meta);
+        if source != path {
+            let partial = path.with_extension("partial");
+            std::fs::copy(source, &partial)?;
+            std::fs::File::open(&partial)?.sync_all()?;
+            std::fs::rename(&partial, &path)?;
+        }
+        std::fs::write(self.meta_path(meta), codec::encode(meta)?)?;
+        Ok(path)
+    }
+
+    fn metas(&self) -> io::Result<Vec<SnapshotMetaOf<TypeConfig>>> {
+        let mut metas = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|extension| extension == "meta") {
+                let meta: SnapshotMetaOf<TypeConfig> = codec::decode(&std::fs::read(&path)?, "snapshot metadata")?;
+                if self.data_path(&meta).exists() {
+                    metas.push(meta);
+                }
+            }
+        }
+        metas.sort_by_key(|meta| meta.last_log_id);
+        Ok(metas)
+    }
+
+    fn current(&self) -> io::Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>> {
+        Ok(self.metas()?.pop().map(|meta| {
+            let path = self.data_path(&meta);
+            Snapshot { meta, snapshot: SnapshotFile { path } }
+        }))
+    }
+
+    fn remove_older_than(&self, keep: &SnapshotMetaOf<TypeConfig>) -> io::Result<()> {
+        for meta in self.metas()? {
+            if meta.last_log_id < keep.last_log_id {
+                let _ = std::fs::remove_file(self.data_path(&meta));
+                let _ = std::fs::remove_file(self.meta_path(&meta));
+            }
+        }
+        Ok(())
+    }
+}
