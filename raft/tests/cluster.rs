@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::impls::BasicNode;
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
-use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{Config, Raft, SnapshotPolicy};
 use raft::{LogStore, Reply, Request, SnapshotFile, StateMachine, TypeConfig};
 use store::{Command, PutRequest, Response, Store};
@@ -133,7 +133,8 @@ impl Cluster {
             router.members.lock().unwrap().insert(id, member);
             stores.insert(id, store);
         }
-        let nodes: BTreeMap<u64, BasicNode> = ids.iter().map(|id| (*id, BasicNode::new(format!("member-{id}")))).collect();
+        let nodes: BTreeMap<u64, BasicNode> =
+            ids.iter().map(|id| (*id, BasicNode::new(format!("member-{id}")))).collect();
         router.member(ids[0]).initialize(nodes).await.unwrap();
         Cluster { router, stores, _dir: dir }
     }
@@ -158,7 +159,9 @@ impl Cluster {
         for _attempt in 0..200 {
             match self.router.member(leader).client_write(Request { command: command.clone() }).await {
                 Ok(response) => return response.data,
-                Err(error) if error.forward_to_leader().is_some() => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(error) if error.forward_to_leader().is_some() => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(error) => panic!("write failed: {error}"),
             }
         }
@@ -208,7 +211,11 @@ async fn replicates_catches_up_by_snapshot_and_survives_leader_loss() {
     }
     cluster.router.member(leader).trigger().snapshot().await.unwrap();
     let leader_member = cluster.router.member(leader);
-    leader_member.wait(WAIT).metrics(|metrics| metrics.purged.is_some_and(|purged| purged.index > 100), "purged").await.unwrap();
+    leader_member
+        .wait(WAIT)
+        .metrics(|metrics| metrics.purged.is_some_and(|purged| purged.index > 100), "purged")
+        .await
+        .unwrap();
     cluster.router.cut_off.lock().unwrap().clear();
     cluster.converged(leader, &[1, 2, 3]).await;
     let lagging_metrics = cluster.router.member(lagging).metrics().borrow_watched().clone();
