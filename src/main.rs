@@ -1,5 +1,6 @@
 //! `keel`: one binary, one subcommand per control-plane part (see ARCHITECTURE.md).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,8 +18,8 @@ struct Cli {
 enum Command {
     /// Store replica + apiserver + control loops: a whole single-node cluster.
     Server(DataDir),
-    /// A store replica alone, serving the etcd v3 gRPC API.
-    Store(DataDir),
+    /// A store replica serving etcd's v3 gRPC API; flags are etcd's.
+    Store(StoreArgs),
     /// Opens a store data directory, checks it, and prints its revisions and hash.
     Inspect(DataDir),
 }
@@ -30,17 +31,44 @@ struct DataDir {
     data_dir: PathBuf,
 }
 
+/// etcd's flags, so an etcd launch line works with only the binary name changed.
+#[derive(Debug, clap::Args)]
+struct StoreArgs {
+    #[arg(long, default_value = "default")]
+    name: String,
+    #[arg(long, default_value = "./keel-data")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "http://localhost:2379")]
+    listen_client_urls: String,
+    #[arg(long, default_value = "http://localhost:2379")]
+    advertise_client_urls: String,
+    #[arg(long)]
+    listen_peer_urls: Option<String>,
+    #[arg(long)]
+    initial_advertise_peer_urls: Option<String>,
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    #[arg(long, default_value = "new")]
+    initial_cluster_state: String,
+    #[arg(long)]
+    initial_cluster_token: Option<String>,
+    /// Milliseconds.
+    #[arg(long, default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    election_timeout: u64,
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_count: u64,
+    #[arg(long, default_value_t = 128)]
+    max_txn_ops: usize,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server(args) => open_then_not_implemented(
-            &args,
-            "keel server",
-            "the etcd v3 API (issues 3, 5) and the Kubernetes API (issue 8)",
-        ),
-        Command::Store(args) => {
-            open_then_not_implemented(&args, "keel store", "Raft replication and the etcd v3 API (issues 3, 5)")
-        }
+        Command::Server(args) => open_then_not_implemented(&args),
+        Command::Store(args) => run_store(args),
         Command::Inspect(args) => inspect(&args),
     };
     match result {
@@ -75,9 +103,67 @@ fn inspect(args: &DataDir) -> Result<(), String> {
     Ok(())
 }
 
-/// The store opens (and recovers) for real; serving comes with later issues, and says so.
-fn open_then_not_implemented(args: &DataDir, what: &str, missing: &str) -> Result<(), String> {
+/// The store opens (and recovers) for real; the Kubernetes API comes with issue 8, and says so.
+fn open_then_not_implemented(args: &DataDir) -> Result<(), String> {
     let store = open_store(args)?;
-    eprintln!("{what}: store in {} opened at revision {}", args.data_dir.display(), store.revision());
-    Err(format!("{what}: not implemented yet: {missing}"))
+    eprintln!("keel server: store in {} opened at revision {}", args.data_dir.display(), store.revision());
+    Err("keel server: not implemented yet: the Kubernetes API (issue 8); `keel store` serves the etcd v3 API".into())
+}
+
+/// `http://host:port` (or `host:port`) to a socket address.
+fn socket_address(url: &str) -> Result<SocketAddr, String> {
+    let authority = url.trim().trim_start_matches("http://");
+    if url.starts_with("https://") {
+        return Err(format!("{url}: TLS is not implemented yet"));
+    }
+    use std::net::ToSocketAddrs;
+    authority
+        .to_socket_addrs()
+        .map_err(|error| format!("{url}: {error}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: no address"))
+}
+
+fn run_store(args: StoreArgs) -> Result<(), String> {
+    if args.initial_cluster.as_deref().is_some_and(|cluster| cluster.contains(',')) {
+        return Err(
+            "keel store: multi-member clusters are not implemented yet (issue 3): the peer transport is missing".into(),
+        );
+    }
+    if args.initial_cluster_state != "new" {
+        return Err("keel store: --initial-cluster-state existing is not implemented yet (issue 3)".into());
+    }
+    let urls: Vec<&str> = args.listen_client_urls.split(',').collect();
+    if urls.len() > 1 {
+        return Err("keel store: more than one --listen-client-urls is not implemented yet".into());
+    }
+    let address = socket_address(urls[0])?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| error.to_string())?;
+    runtime.block_on(async move {
+        let mut config = raft::MemberConfig::new(&args.name, args.data_dir.clone());
+        config.heartbeat_interval_ms = args.heartbeat_interval;
+        config.election_timeout_ms = args.election_timeout;
+        config.snapshot_count = args.snapshot_count;
+        config.store.max_txn_ops = args.max_txn_ops;
+        let member = raft::Member::start_single(config, None).await.map_err(|error| format!("keel store: {error}"))?;
+        eprintln!(
+            "keel store: member {} serving the etcd v3 API on {address} (data in {})",
+            args.name,
+            args.data_dir.display()
+        );
+        let context = etcdapi::Context::new(member.clone());
+        // SIGINT or SIGTERM stop the member cleanly; SIGKILL is what the crash tests use.
+        let shutdown = async {
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("install the SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        };
+        let served = etcdapi::serve(context, address, shutdown).await;
+        let _ = member.shutdown().await;
+        served.map_err(|error| format!("keel store: serving {address}: {error}"))
+    })
 }

@@ -11,9 +11,11 @@
 
 mod codec;
 mod log_store;
+mod member;
 mod state_machine;
 mod types;
 
 pub use log_store::LogStore;
+pub use member::{Member, MemberConfig, MemberError};
 pub use state_machine::{ChangeListener, SnapshotBuilder, SnapshotFile, StateMachine};
 pub use types::{Reply, Request, TypeConfig};

@@ -1,0 +1,101 @@
+//! etcd's KV service: reads served from the local store after a read barrier (or at once when
+//! serializable), writes proposed through Raft.
+
+use std::sync::Arc;
+
+use etcd_client::proto::{
+    PbCompactionRequest, PbCompactionResponse, PbDeleteRequest, PbDeleteResponse, PbKvService, PbPutRequest,
+    PbPutResponse, PbRangeRequest, PbRangeResponse, PbRangeStreamResponse, PbTxnRequest, PbTxnResponse,
+};
+use store::{Command, Response};
+use tonic::{Request, Status};
+
+use crate::{convert, status, Context};
+
+#[derive(Debug)]
+pub struct KvService {
+    context: Arc<Context>,
+}
+
+impl KvService {
+    pub fn new(context: Arc<Context>) -> Self {
+        KvService { context }
+    }
+
+    async fn write(&self, command: Command) -> Result<Response, Status> {
+        self.context.member.write(command).await.map_err(status::from_member)?.map_err(status::from_store)
+    }
+}
+
+type RangeStream =
+    std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<PbRangeStreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PbKvService for KvService {
+    type RangeStreamStream = RangeStream;
+
+    /// Not part of etcd 3.5, which keel emulates.
+    async fn range_stream(&self, _request: Request<PbRangeRequest>) -> Result<tonic::Response<RangeStream>, Status> {
+        Err(Status::unimplemented("keel: KV.RangeStream is not part of etcd 3.5's API"))
+    }
+
+    async fn range(&self, request: Request<PbRangeRequest>) -> Result<tonic::Response<PbRangeResponse>, Status> {
+        let request = request.into_inner();
+        let serializable = request.serializable;
+        let range = convert::range_request(request)?;
+        if !serializable {
+            self.context.member.read_barrier().await.map_err(status::from_member)?;
+        }
+        let response = self.context.member.store().range(&range).map_err(status::from_store)?;
+        let header = self.context.header(response.revision);
+        Ok(tonic::Response::new(convert::range_response(response, header)))
+    }
+
+    async fn put(&self, request: Request<PbPutRequest>) -> Result<tonic::Response<PbPutResponse>, Status> {
+        let put = convert::put_request(request.into_inner());
+        match self.write(Command::Put(put)).await? {
+            Response::Put(response) => {
+                let header = self.context.header(response.revision);
+                Ok(tonic::Response::new(convert::put_response(response, header)))
+            }
+            other => Err(Status::internal(format!("put answered {other:?}"))),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<PbDeleteRequest>,
+    ) -> Result<tonic::Response<PbDeleteResponse>, Status> {
+        let delete = convert::delete_request(request.into_inner());
+        match self.write(Command::DeleteRange(delete)).await? {
+            Response::DeleteRange(response) => {
+                let header = self.context.header(response.revision);
+                Ok(tonic::Response::new(convert::delete_response(response, header)))
+            }
+            other => Err(Status::internal(format!("delete answered {other:?}"))),
+        }
+    }
+
+    async fn txn(&self, request: Request<PbTxnRequest>) -> Result<tonic::Response<PbTxnResponse>, Status> {
+        let txn = convert::txn_request(request.into_inner())?;
+        // Every txn goes through the log, read-only ones included: the log orders it after
+        // every write acknowledged before it, so its compares and reads are linearizable.
+        match self.write(Command::Txn(txn)).await? {
+            Response::Txn(response) => {
+                let context = self.context.clone();
+                let header = move |revision| context.header(revision);
+                Ok(tonic::Response::new(convert::txn_response(response, &header)))
+            }
+            other => Err(Status::internal(format!("txn answered {other:?}"))),
+        }
+    }
+
+    async fn compact(
+        &self,
+        request: Request<PbCompactionRequest>,
+    ) -> Result<tonic::Response<PbCompactionResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let response = self.write(Command::Compact { revision }).await?;
+        Ok(tonic::Response::new(PbCompactionResponse { header: self.context.header(response.revision()) }))
+    }
+}

@@ -1,0 +1,127 @@
+//! `keel store` driven by the real etcdctl (Debian's etcd-client 3.4), as a user would: the
+//! process on a loopback port, etcdctl commands and their printed answers, SIGKILL and restart.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// A `keel store` process, killed by its PID when dropped.
+struct KeelStore {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for KeelStore {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl KeelStore {
+    fn start(data_dir: &Path, port: u16) -> KeelStore {
+        let endpoint = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["store", "--name", "test", "--data-dir"])
+            .arg(data_dir)
+            .args(["--listen-client-urls", &format!("http://{endpoint}")])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "300"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start keel store");
+        let store = KeelStore { child, endpoint };
+        // Ready when etcdctl gets an answer; bounded, so a broken start fails the test.
+        for _attempt in 0..100 {
+            if store.etcdctl(&["endpoint", "status"]).status.success() {
+                return store;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("keel store did not answer on {}", store.endpoint);
+    }
+
+    fn etcdctl(&self, args: &[&str]) -> Output {
+        self.etcdctl_with_input(args, "")
+    }
+
+    fn etcdctl_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoint, "--command-timeout", "10s"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("etcdctl is installed by scripts/setup");
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs etcdctl and returns its standard output; the command must succeed.
+    fn must(&self, args: &[&str]) -> String {
+        let output = self.etcdctl(args);
+        assert!(output.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs etcdctl, which must fail; returns its standard error.
+    fn must_fail(&self, args: &[&str]) -> String {
+        let output = self.etcdctl(args);
+        assert!(!output.status.success(), "etcdctl {args:?} should fail");
+        String::from_utf8(output.stderr).unwrap()
+    }
+}
+
+#[test]
+fn etcdctl_reads_and_writes_and_data_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut keel = KeelStore::start(dir.path(), port);
+
+    assert_eq!(keel.must(&["put", "foo", "bar"]), "OK\n");
+    assert_eq!(keel.must(&["put", "foo", "baz", "--prev-kv"]), "OK\nfoo\nbar\n");
+    assert_eq!(keel.must(&["put", "fop", "1"]), "OK\n");
+    assert_eq!(keel.must(&["get", "foo"]), "foo\nbaz\n");
+    assert_eq!(keel.must(&["get", "fo", "--prefix", "--keys-only"]), "foo\n\nfop\n\n");
+    assert_eq!(
+        keel.must(&["get", "fo", "--prefix", "--limit", "1", "--sort-by", "KEY", "--order", "DESCEND"]),
+        "fop\n1\n"
+    );
+    assert_eq!(keel.must(&["get", "foo", "--rev", "2"]), "foo\nbar\n");
+    assert_eq!(keel.must(&["get", "foo", "--consistency", "s"]), "foo\nbaz\n");
+
+    // A txn read from standard input, as etcdctl takes it: compares, success ops, failure ops.
+    let txn = keel.etcdctl_with_input(&["txn"], "value(\"foo\") = \"baz\"\n\nput txn yes\n\nput txn no\n\n");
+    assert!(txn.status.success(), "{}", String::from_utf8_lossy(&txn.stderr));
+    assert_eq!(String::from_utf8_lossy(&txn.stdout), "SUCCESS\n\nOK\n");
+    assert_eq!(keel.must(&["get", "txn", "--print-value-only"]), "yes\n");
+
+    assert_eq!(keel.must(&["del", "fop"]), "1\n");
+    assert_eq!(keel.must(&["del", "nothing"]), "0\n");
+    assert_eq!(keel.must(&["compaction", "3"]), "compacted revision 3\n");
+    assert!(keel.must_fail(&["get", "foo", "--rev", "2"]).contains("required revision has been compacted"));
+    assert!(keel.must_fail(&["get", "foo", "--rev", "100"]).contains("required revision is a future revision"));
+    assert!(keel.must_fail(&["put", "", "x"]).contains("key is not provided"));
+    let status = keel.must(&["endpoint", "status", "-w", "json"]);
+    assert!(status.contains("\"version\":\"3.5.17\""), "{status}");
+
+    // Everything acknowledged survives SIGKILL.
+    keel.child.kill().unwrap();
+    keel.child.wait().unwrap();
+    drop(keel);
+    let keel = KeelStore::start(dir.path(), port);
+    assert_eq!(keel.must(&["get", "foo"]), "foo\nbaz\n");
+    assert_eq!(keel.must(&["get", "txn", "--print-value-only"]), "yes\n");
+    assert_eq!(keel.must(&["get", "fop"]), "");
+    assert_eq!(keel.must(&["put", "after", "restart"]), "OK\n");
+    let revision = keel.must(&["get", "after", "-w", "json"]);
+    assert!(revision.contains("\"mod_revision\":7"), "{revision}");
+}
