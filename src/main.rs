@@ -146,13 +146,18 @@ fn run_store(args: StoreArgs) -> Result<(), String> {
         config.election_timeout_ms = args.election_timeout;
         config.snapshot_count = args.snapshot_count;
         config.store.max_txn_ops = args.max_txn_ops;
-        let member = raft::Member::start_single(config, None).await.map_err(|error| format!("keel store: {error}"))?;
+        let store = raft::Member::open_store(&config).map_err(|error| format!("keel store: {error}"))?;
+        let hub = Arc::new(watch::WatchHub::new(store.clone(), watch::WatchOptions::default()));
+        let listener: Arc<dyn raft::ChangeListener> = Arc::new(etcdapi::HubListener(hub.clone()));
+        let member = raft::Member::start_single(config, store, Some(listener))
+            .await
+            .map_err(|error| format!("keel store: {error}"))?;
         eprintln!(
             "keel store: member {} serving the etcd v3 API on {address} (data in {})",
             args.name,
             args.data_dir.display()
         );
-        let context = etcdapi::Context::new(member.clone());
+        let context = etcdapi::Context::new(member.clone(), hub);
         // SIGINT or SIGTERM stop the member cleanly; SIGKILL is what the crash tests use.
         let shutdown = async {
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -27,8 +27,7 @@ impl KvService {
     }
 }
 
-type RangeStream =
-    std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<PbRangeStreamResponse, Status>> + Send>>;
+type RangeStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<PbRangeStreamResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl PbKvService for KvService {

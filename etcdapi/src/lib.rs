@@ -4,22 +4,25 @@
 //! the `etcd-client` crate's `build-server` feature); everything below it speaks `store` and
 //! `raft` types. Error codes and messages are mapped to etcd's here and only here (`status.rs`).
 //!
-//! This step serves KV (Range, Put, DeleteRange, Txn, Compact) and Maintenance Status; the
-//! other services and RPCs answer UNIMPLEMENTED, as COMPAT.md lists.
+//! This step serves KV (Range, Put, DeleteRange, Txn, Compact), Watch and Maintenance Status;
+//! the other services and RPCs answer UNIMPLEMENTED, as COMPAT.md lists.
 
 mod convert;
 mod kv;
 mod maintenance;
 mod status;
+mod watch_service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use etcd_client::proto::{PbKvServer, PbMaintenanceServer, PbResponseHeader};
+use etcd_client::proto::{PbKvServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer};
 use raft::Member;
+use watch::WatchHub;
 
 pub use kv::KvService;
 pub use maintenance::MaintenanceService;
+pub use watch_service::{HubListener, WatchService};
 
 /// The etcd version keel answers as, so clients that check versions behave.
 pub const EMULATED_ETCD_VERSION: &str = "3.5.17";
@@ -33,14 +36,15 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 #[derive(Debug, Clone)]
 pub struct Context {
     pub member: Member,
+    pub hub: Arc<WatchHub>,
     pub cluster_id: u64,
 }
 
 impl Context {
-    pub fn new(member: Member) -> Arc<Context> {
+    pub fn new(member: Member, hub: Arc<WatchHub>) -> Arc<Context> {
         // A stable id from the member's name until cluster tokens arrive with membership.
         let cluster_id = crc32_hash(member.config.name.as_bytes());
-        Arc::new(Context { member, cluster_id })
+        Arc::new(Context { member, hub, cluster_id })
     }
 
     pub fn header(&self, revision: i64) -> Option<PbResponseHeader> {
@@ -72,7 +76,10 @@ pub async fn serve(
     let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;
     tonic::transport::Server::builder()
         .add_service(PbKvServer::new(KvService::new(context.clone())).max_decoding_message_size(limit))
-        .add_service(PbMaintenanceServer::new(MaintenanceService::new(context)).max_decoding_message_size(limit))
+        .add_service(
+            PbMaintenanceServer::new(MaintenanceService::new(context.clone())).max_decoding_message_size(limit),
+        )
+        .add_service(PbWatchServer::new(WatchService::new(context)).max_decoding_message_size(limit))
         .serve_with_shutdown(address, shutdown)
         .await
 }

@@ -27,8 +27,7 @@ fn not_yet(rpc: &str) -> Status {
     Status::unimplemented(format!("keel: Maintenance.{rpc} is not implemented yet (see COMPAT.md)"))
 }
 
-type SnapshotStream =
-    std::pin::Pin<Box<dyn tonic::codegen::tokio_stream::Stream<Item = Result<PbSnapshotResponse, Status>> + Send>>;
+type SnapshotStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<PbSnapshotResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {

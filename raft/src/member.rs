@@ -71,14 +71,21 @@ pub struct Member {
 }
 
 impl Member {
-    /// Opens (or creates) the member's data and starts it as a single-member cluster.
-    pub async fn start_single(
-        config: MemberConfig,
-        listener: Option<Arc<dyn ChangeListener>>,
-    ) -> Result<Member, MemberError> {
+    /// Opens (or creates) the member's store, so a watch hub can be built over it before the
+    /// member starts applying.
+    pub fn open_store(config: &MemberConfig) -> Result<Arc<Store>, MemberError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let engine = store::RocksEngine::open(config.data_dir.join("store"), &store::RocksOptions::default())?;
-        let store = Arc::new(Store::open(Arc::new(engine), config.store.clone())?);
+        Ok(Arc::new(Store::open(Arc::new(engine), config.store.clone())?))
+    }
+
+    /// Starts the member over its opened store as a single-member cluster; `listener` hears
+    /// every applied batch.
+    pub async fn start_single(
+        config: MemberConfig,
+        store: Arc<Store>,
+        listener: Option<Arc<dyn ChangeListener>>,
+    ) -> Result<Member, MemberError> {
         let log = LogStore::open(config.data_dir.join("raft-log"))?;
         let machine = StateMachine::new(store.clone(), &config.data_dir.join("snapshots"), listener)?;
         let raft_config = Config {
