@@ -649,14 +649,20 @@ fn snapshots_round_trip_between_engines() {
     }
 }
 
-#[test]
-fn a_corrupt_snapshot_changes_nothing() {
+/// A memory store holding the range fixture, and a snapshot file of it in `dir`.
+fn fixture_snapshot(dir: &std::path::Path) -> (Harness, std::path::PathBuf) {
     let mut source = Harness::new(EngineKind::Memory);
     range_fixture(&mut source);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("snapshot");
-    let snapshot = source.store().snapshot(&dir.path().join("copy")).unwrap();
+    let path = dir.join("snapshot");
+    let snapshot = source.store().snapshot(&dir.join("copy")).unwrap();
     snapshot.write_to(&mut std::fs::File::create(&path).unwrap()).unwrap();
+    (source, path)
+}
+
+#[test]
+fn a_corrupt_snapshot_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_source, path) = fixture_snapshot(dir.path());
     let bytes = std::fs::read(&path).unwrap();
     let mut flipped = bytes.clone();
     flipped[bytes.len() / 2] ^= 0x08;
@@ -684,12 +690,8 @@ fn a_corrupt_snapshot_changes_nothing() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn an_interrupted_install_is_cleared_at_open() {
-    let mut source = Harness::new(EngineKind::Memory);
-    range_fixture(&mut source);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("snapshot");
-    let snapshot = source.store().snapshot(&dir.path().join("copy")).unwrap();
-    snapshot.write_to(&mut std::fs::File::create(&path).unwrap()).unwrap();
+    let (source, path) = fixture_snapshot(dir.path());
     let mut target = Harness::new(EngineKind::Rocks);
     target.must(put("mine", "1"));
     fail::cfg("store::snapshot::after_marker", "return").unwrap();
