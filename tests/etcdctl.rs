@@ -112,6 +112,10 @@ fn etcdctl_reads_and_writes_and_data_survives_kill_9() {
     assert!(keel.must_fail(&["put", "", "x"]).contains("key is not provided"));
     let status = keel.must(&["endpoint", "status", "-w", "json"]);
     assert!(status.contains("\"version\":\"3.5.17\""), "{status}");
+    let hash = keel.must(&["endpoint", "hashkv", "-w", "json"]);
+    assert!(hash.contains("\"compact_revision\":3"), "{hash}");
+    assert_eq!(keel.must(&["alarm", "list"]), "");
+    assert!(keel.must(&["defrag"]).contains("Finished defragmenting etcd member"));
 
     // Everything acknowledged survives SIGKILL.
     keel.child.kill().unwrap();

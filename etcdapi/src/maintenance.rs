@@ -1,4 +1,5 @@
-//! etcd's Maintenance service: Status now; the rest answers UNIMPLEMENTED until issue 5.
+//! etcd's Maintenance service: Status, Hash, HashKV, Alarm (none raised) and Defragment
+//! (accepted); Snapshot, MoveLeader and Downgrade answer UNIMPLEMENTED until issue 5.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use etcd_client::proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{Context, EMULATED_ETCD_VERSION};
+use crate::{status, Context, EMULATED_ETCD_VERSION};
 
 #[derive(Debug)]
 pub struct MaintenanceService {
@@ -31,8 +32,16 @@ type SnapshotStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<P
 
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {
-    async fn alarm(&self, _request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
-        Err(not_yet("Alarm"))
+    /// keel raises no alarms: there is no storage quota alarm yet (the quota is issue 5), and
+    /// corruption is reported as an error on the read that finds it. GET lists none; DEACTIVATE
+    /// of nothing succeeds; ACTIVATE is not supported.
+    async fn alarm(&self, request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
+        // etcd's AlarmRequest actions: GET = 0, ACTIVATE = 1, DEACTIVATE = 2.
+        if request.into_inner().action == 1 {
+            return Err(not_yet("Alarm ACTIVATE"));
+        }
+        let store = self.context.member.store();
+        Ok(Response::new(PbAlarmResponse { header: self.context.header(store.revision()), alarms: Vec::new() }))
     }
 
     async fn status(&self, _request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
@@ -52,19 +61,32 @@ impl PbMaintenanceService for MaintenanceService {
         }))
     }
 
+    /// Accepted: there is nothing to defragment, space returns through background compaction.
     async fn defragment(
         &self,
         _request: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
-        Err(not_yet("Defragment"))
+        let store = self.context.member.store();
+        Ok(Response::new(PbDefragmentResponse { header: self.context.header(store.revision()) }))
     }
 
+    /// The hash of the whole keyspace at the current revision (keel hashes logical content, so
+    /// members that compacted physically to different points agree).
     async fn hash(&self, _request: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
-        Err(not_yet("Hash"))
+        let store = self.context.member.store();
+        let hash = store.hash_kv(0).map_err(status::from_store)?;
+        Ok(Response::new(PbHashResponse { header: self.context.header(store.revision()), hash: hash.hash }))
     }
 
-    async fn hash_kv(&self, _request: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
-        Err(not_yet("HashKV"))
+    async fn hash_kv(&self, request: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
+        let store = self.context.member.store();
+        let hash = store.hash_kv(request.into_inner().revision).map_err(status::from_store)?;
+        Ok(Response::new(PbHashKvResponse {
+            header: self.context.header(store.revision()),
+            hash: hash.hash,
+            compact_revision: hash.compact_revision,
+            hash_revision: hash.revision,
+        }))
     }
 
     type SnapshotStream = SnapshotStream;
