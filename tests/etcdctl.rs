@@ -177,3 +177,39 @@ fn etcdctl_watch_replays_history_then_follows_live_writes() {
     let printed = String::from_utf8_lossy(&compacted.stderr).to_string() + &String::from_utf8_lossy(&compacted.stdout);
     assert!(printed.contains("required revision has been compacted"), "{printed}");
 }
+
+/// Leases with etcdctl: grant, attach, time-to-live, list, keep-alive, revoke, and expiry,
+/// which the leader's lessor turns into a revoke through the log.
+#[test]
+fn etcdctl_leases_attach_keep_alive_revoke_and_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let keel = KeelStore::start(dir.path(), free_port());
+    let granted = keel.must(&["lease", "grant", "60"]);
+    // "lease 694d7a0e1b2c3d4e granted with TTL(60s)"
+    let id = granted.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(granted, format!("lease {id} granted with TTL(60s)\n"));
+    assert_eq!(keel.must(&["put", "leased", "v", "--lease", &id]), "OK\n");
+    let ttl = keel.must(&["lease", "timetolive", &id, "--keys"]);
+    assert!(ttl.starts_with(&format!("lease {id} granted with TTL(60s), remaining(")), "{ttl}");
+    assert!(ttl.contains("attached keys([leased])"), "{ttl}");
+    assert_eq!(keel.must(&["lease", "list"]), format!("found 1 leases\n{id}\n"));
+    assert_eq!(keel.must(&["lease", "keep-alive", "--once", &id]), format!("lease {id} keepalived with TTL(60)\n"));
+    assert_eq!(keel.must(&["lease", "revoke", &id]), format!("lease {id} revoked\n"));
+    assert_eq!(keel.must(&["get", "leased"]), "", "revoking deletes the attached keys");
+    assert!(keel.must_fail(&["put", "k", "v", "--lease", &id]).contains("requested lease not found"));
+
+    // A short lease expires on its own; its key goes with it.
+    let short = keel.must(&["lease", "grant", "1"]);
+    let short_id = short.split_whitespace().nth(1).unwrap().to_string();
+    assert_eq!(keel.must(&["put", "short-lived", "v", "--lease", &short_id]), "OK\n");
+    let mut expired = false;
+    for _poll in 0..100 {
+        if keel.must(&["get", "short-lived"]).is_empty() {
+            expired = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(expired, "the lease expired and its key was deleted");
+    assert_eq!(keel.must(&["lease", "list"]), "found 0 leases\n");
+}

@@ -4,11 +4,12 @@
 //! the `etcd-client` crate's `build-server` feature); everything below it speaks `store` and
 //! `raft` types. Error codes and messages are mapped to etcd's here and only here (`status.rs`).
 //!
-//! This step serves KV (Range, Put, DeleteRange, Txn, Compact), Watch and Maintenance Status;
+//! This step serves KV (Range, Put, DeleteRange, Txn, Compact), Watch, Lease and Maintenance;
 //! the other services and RPCs answer UNIMPLEMENTED, as COMPAT.md lists.
 
 mod convert;
 mod kv;
+mod lease;
 mod maintenance;
 mod status;
 mod watch_service;
@@ -16,11 +17,12 @@ mod watch_service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use etcd_client::proto::{PbKvServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer};
+use etcd_client::proto::{PbKvServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer};
 use raft::Member;
 use watch::WatchHub;
 
 pub use kv::KvService;
+pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
 pub use watch_service::{HubListener, WatchService};
 
@@ -79,6 +81,7 @@ pub async fn serve(
         .add_service(
             PbMaintenanceServer::new(MaintenanceService::new(context.clone())).max_decoding_message_size(limit),
         )
+        .add_service(PbLeaseServer::new(LeaseService::new(context.clone())).max_decoding_message_size(limit))
         .add_service(PbWatchServer::new(WatchService::new(context)).max_decoding_message_size(limit))
         .serve_with_shutdown(address, shutdown)
         .await

@@ -10,11 +10,13 @@
 //! storage suite; the peer transport, the member process and membership commands come next.
 
 mod codec;
+mod lessor;
 mod log_store;
 mod member;
 mod state_machine;
 mod types;
 
+pub use lessor::Lessor;
 pub use log_store::LogStore;
 pub use member::{Member, MemberConfig, MemberError};
 pub use state_machine::{ChangeListener, SnapshotBuilder, SnapshotFile, StateMachine};

@@ -8,6 +8,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::impls::BasicNode;
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
@@ -16,6 +17,7 @@ use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
 use store::{Command, Response, Store};
 
+use crate::lessor::Lessor;
 use crate::log_store::LogStore;
 use crate::state_machine::{ChangeListener, SnapshotFile, StateMachine};
 use crate::types::{Reply, Request, TypeConfig};
@@ -68,7 +70,12 @@ pub struct Member {
     pub config: MemberConfig,
     raft: Raft<TypeConfig, StateMachine>,
     store: Arc<Store>,
+    lessor: Arc<Lessor>,
 }
+
+/// How often the leader looks for expired leases, and how many it revokes per look.
+const LEASE_EXPIRY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+const LEASE_REVOKES_PER_CHECK_MAX: usize = 100;
 
 impl Member {
     /// Opens (or creates) the member's store, so a watch hub can be built over it before the
@@ -105,7 +112,43 @@ impl Member {
             let members = BTreeMap::from([(config.id, BasicNode::new(config.name.clone()))]);
             raft.initialize(members).await.map_err(|error| MemberError::Raft(error.to_string()))?;
         }
-        Ok(Member { config, raft, store })
+        let lessor = Arc::new(Lessor::default());
+        // A single member leads from the start; with peers this moves to promotion.
+        lessor.restore(&store.leases()?, std::time::Duration::from_millis(config.election_timeout_ms));
+        let member = Member { config, raft, store, lessor };
+        member.spawn_lease_expiry();
+        Ok(member)
+    }
+
+    /// The lessor: lease deadlines, which only the leader keeps.
+    pub fn lessor(&self) -> &Arc<Lessor> {
+        &self.lessor
+    }
+
+    /// etcd's minimum lease TTL: one and a half election timeouts, in whole seconds.
+    pub fn min_lease_ttl_seconds(&self) -> i64 {
+        (self.config.election_timeout_ms * 3 / 2).div_ceil(1000) as i64
+    }
+
+    /// Revokes expired leases through the log until the member shuts down.
+    fn spawn_lease_expiry(&self) {
+        let member = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LEASE_EXPIRY_CHECK_INTERVAL);
+            loop {
+                tick.tick().await;
+                if member.raft.metrics().borrow_watched().state == openraft::ServerState::Shutdown {
+                    return;
+                }
+                for id in member.lessor.expired(LEASE_REVOKES_PER_CHECK_MAX) {
+                    match member.write(Command::LeaseRevoke { id }).await {
+                        Ok(Ok(_)) | Ok(Err(store::Error::LeaseNotFound { .. })) => member.lessor.forget(id),
+                        // Not leader, or shutting down: the next tick (or leader) tries again.
+                        Ok(Err(_)) | Err(_) => break,
+                    }
+                }
+            }
+        });
     }
 
     /// Replicates and applies one command; the store's own error is inside the `Ok`.
@@ -140,7 +183,6 @@ impl Member {
 
     /// (leader, term, last log index, applied index), as etcd's Status reports them.
     pub fn status(&self) -> (Option<u64>, u64, u64, u64) {
-        use openraft::async_runtime::watch::WatchReceiver;
         let metrics = self.raft.metrics().borrow_watched().clone();
         let applied = metrics.last_applied.map_or(0, |log_id| log_id.index);
         (metrics.current_leader, metrics.current_term, metrics.last_log_index.unwrap_or(0), applied)

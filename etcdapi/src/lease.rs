@@ -1,0 +1,133 @@
+//! etcd's Lease service. Grants and revocations go through the log; deadlines live in the
+//! leader's lessor (`raft::Lessor`), which KeepAlive restarts and TimeToLive reads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use etcd_client::proto::{
+    PbLeaseGrantRequest, PbLeaseGrantResponse, PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseLeasesRequest,
+    PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse, PbLeaseService, PbLeaseStatus,
+    PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
+};
+use store::Command;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{status, Context};
+
+#[derive(Debug)]
+pub struct LeaseService {
+    context: Arc<Context>,
+    next_id: AtomicU64,
+}
+
+impl LeaseService {
+    pub fn new(context: Arc<Context>) -> Self {
+        // Ids the server picks: the clock at start in the high bits, a counter below, kept positive.
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        LeaseService { context, next_id: AtomicU64::new(seed << 16) }
+    }
+
+    fn pick_id(&self) -> i64 {
+        let id = (self.next_id.fetch_add(1, Ordering::Relaxed) & (i64::MAX as u64)) as i64;
+        id.max(1)
+    }
+}
+
+/// KeepAlive responses queued to one client.
+const KEEP_ALIVE_RESPONSES_MAX: usize = 16;
+
+type KeepAliveStream = tokio_stream::wrappers::ReceiverStream<Result<PbLeaseKeepAliveResponse, Status>>;
+
+#[tonic::async_trait]
+impl PbLeaseService for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<PbLeaseGrantRequest>,
+    ) -> Result<Response<PbLeaseGrantResponse>, Status> {
+        let request = request.into_inner();
+        let id = if request.id == 0 { self.pick_id() } else { request.id };
+        let ttl = request.ttl.max(self.context.member.min_lease_ttl_seconds());
+        let response = self.context.member.write(Command::LeaseGrant { id, ttl_seconds: ttl }).await;
+        let response = response.map_err(status::from_member)?.map_err(status::from_store)?;
+        self.context.member.lessor().renew(id, ttl);
+        Ok(Response::new(PbLeaseGrantResponse {
+            header: self.context.header(response.revision()),
+            id,
+            ttl,
+            error: String::new(),
+        }))
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<PbLeaseRevokeRequest>,
+    ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
+        let id = request.into_inner().id;
+        let response = self.context.member.write(Command::LeaseRevoke { id }).await;
+        let response = response.map_err(status::from_member)?.map_err(status::from_store)?;
+        self.context.member.lessor().forget(id);
+        Ok(Response::new(PbLeaseRevokeResponse { header: self.context.header(response.revision()) }))
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<PbLeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (outbound, receiver) = mpsc::channel(KEEP_ALIVE_RESPONSES_MAX);
+        let context = self.context.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(request)) = inbound.message().await {
+                // etcd answers an unknown lease with TTL 0 rather than an error.
+                let ttl = context.member.lessor().keep_alive(request.id).unwrap_or(0);
+                let revision = context.member.store().revision();
+                let response = PbLeaseKeepAliveResponse { header: context.header(revision), id: request.id, ttl };
+                if outbound.send(Ok(response)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(KeepAliveStream::new(receiver)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<PbLeaseTimeToLiveRequest>,
+    ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
+        let request = request.into_inner();
+        let store = self.context.member.store();
+        let lease = store.lease(request.id).map_err(status::from_store)?;
+        let remaining = self.context.member.lessor().remaining_seconds(request.id);
+        let (Some(lease), Some(remaining)) = (lease, remaining) else {
+            return Err(status::from_store(store::Error::LeaseNotFound { lease_id: request.id }));
+        };
+        let keys = if request.keys {
+            store.lease_keys(request.id).map_err(status::from_store)?.into_iter().map(|key| key.to_vec()).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(PbLeaseTimeToLiveResponse {
+            header: self.context.header(store.revision()),
+            id: request.id,
+            ttl: remaining,
+            granted_ttl: lease.ttl_seconds,
+            keys,
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<PbLeaseLeasesRequest>,
+    ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
+        let store = self.context.member.store();
+        let leases = store.leases().map_err(status::from_store)?;
+        Ok(Response::new(PbLeaseLeasesResponse {
+            header: self.context.header(store.revision()),
+            leases: leases.into_iter().map(|lease| PbLeaseStatus { id: lease.id }).collect(),
+        }))
+    }
+}

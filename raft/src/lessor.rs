@@ -1,0 +1,69 @@
+//! Lease expiry, kept by the leader: the store records leases but never reads a clock, so the
+//! member that leads tracks each lease's deadline in memory and proposes a `LeaseRevoke` when it
+//! passes. On start (and, with more members, on promotion) every lease gets now + its TTL (the
+//! checkpointed remainder if there is one) + one election timeout, as etcd's lessor does, so a
+//! change of leader never expires a lease early.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// In-memory deadlines of the leases the store holds.
+#[derive(Debug, Default)]
+pub struct Lessor {
+    deadlines: Mutex<HashMap<i64, Deadline>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    expires_at: Instant,
+    ttl_seconds: i64,
+}
+
+impl Lessor {
+    /// Deadlines for the leases found in the store, with `grace` added (one election timeout).
+    pub fn restore(&self, leases: &[store::LeaseInfo], grace: Duration) {
+        let now = Instant::now();
+        let mut deadlines = self.deadlines.lock().expect("lessor lock");
+        deadlines.clear();
+        for lease in leases {
+            let remaining =
+                if lease.remaining_ttl_seconds > 0 { lease.remaining_ttl_seconds } else { lease.ttl_seconds };
+            let expires_at = now + Duration::from_secs(remaining.max(0) as u64) + grace;
+            deadlines.insert(lease.id, Deadline { expires_at, ttl_seconds: lease.ttl_seconds });
+        }
+    }
+
+    /// Starts or restarts a lease's clock; returns its TTL.
+    pub fn renew(&self, id: i64, ttl_seconds: i64) -> i64 {
+        let expires_at = Instant::now() + Duration::from_secs(ttl_seconds.max(0) as u64);
+        self.deadlines.lock().expect("lessor lock").insert(id, Deadline { expires_at, ttl_seconds });
+        ttl_seconds
+    }
+
+    /// Restarts a known lease's clock (KeepAlive); None if the lessor does not know it.
+    pub fn keep_alive(&self, id: i64) -> Option<i64> {
+        let mut deadlines = self.deadlines.lock().expect("lessor lock");
+        let deadline = deadlines.get_mut(&id)?;
+        deadline.expires_at = Instant::now() + Duration::from_secs(deadline.ttl_seconds.max(0) as u64);
+        Some(deadline.ttl_seconds)
+    }
+
+    /// Seconds left, rounded up, or None for an unknown lease.
+    pub fn remaining_seconds(&self, id: i64) -> Option<i64> {
+        let deadlines = self.deadlines.lock().expect("lessor lock");
+        let left = deadlines.get(&id)?.expires_at.saturating_duration_since(Instant::now());
+        Some(left.as_millis().div_ceil(1000) as i64)
+    }
+
+    pub fn forget(&self, id: i64) {
+        self.deadlines.lock().expect("lessor lock").remove(&id);
+    }
+
+    /// Leases whose deadline has passed, at most `max` of them.
+    pub fn expired(&self, max: usize) -> Vec<i64> {
+        let now = Instant::now();
+        let deadlines = self.deadlines.lock().expect("lessor lock");
+        deadlines.iter().filter(|(_, deadline)| deadline.expires_at <= now).map(|(id, _)| *id).take(max).collect()
+    }
+}
