@@ -157,7 +157,8 @@ fn run_store(args: StoreArgs) -> Result<(), String> {
             args.name,
             args.data_dir.display()
         );
-        let context = etcdapi::Context::new(member.clone(), hub);
+        let client_urls = args.advertise_client_urls.split(',').map(str::to_string).collect();
+        let context = etcdapi::Context::new(member.clone(), hub, client_urls);
         // SIGINT or SIGTERM stop the member cleanly; SIGKILL is what the crash tests use.
         let shutdown = async {
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -115,6 +115,11 @@ fn etcdctl_reads_and_writes_and_data_survives_kill_9() {
     let hash = keel.must(&["endpoint", "hashkv", "-w", "json"]);
     assert!(hash.contains("\"compact_revision\":3"), "{hash}");
     assert_eq!(keel.must(&["alarm", "list"]), "");
+    // etcdctl 3.4 prints the health verdict on standard error.
+    let health = keel.etcdctl(&["endpoint", "health"]);
+    assert!(health.status.success() && String::from_utf8_lossy(&health.stderr).contains("is healthy"));
+    let members = keel.must(&["member", "list"]);
+    assert!(members.contains(", started, test, , http://localhost:2379, false"), "{members}");
     assert!(keel.must(&["defrag"]).contains("Finished defragmenting etcd member"));
 
     // Everything acknowledged survives SIGKILL.

@@ -4,9 +4,11 @@
 //! the `etcd-client` crate's `build-server` feature); everything below it speaks `store` and
 //! `raft` types. Error codes and messages are mapped to etcd's here and only here (`status.rs`).
 //!
-//! This step serves KV (Range, Put, DeleteRange, Txn, Compact), Watch, Lease and Maintenance;
+//! This step serves KV (Range, Put, DeleteRange, Txn, Compact), Watch, Lease, Maintenance and
+//! Cluster.MemberList;
 //! the other services and RPCs answer UNIMPLEMENTED, as COMPAT.md lists.
 
+mod cluster;
 mod convert;
 mod kv;
 mod lease;
@@ -17,10 +19,13 @@ mod watch_service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use etcd_client::proto::{PbKvServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer};
+use etcd_client::proto::{
+    PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer,
+};
 use raft::Member;
 use watch::WatchHub;
 
+pub use cluster::ClusterService;
 pub use kv::KvService;
 pub use lease::LeaseService;
 pub use maintenance::MaintenanceService;
@@ -40,13 +45,15 @@ pub struct Context {
     pub member: Member,
     pub hub: Arc<WatchHub>,
     pub cluster_id: u64,
+    /// etcd's `--advertise-client-urls`, as MemberList reports them.
+    pub client_urls: Vec<String>,
 }
 
 impl Context {
-    pub fn new(member: Member, hub: Arc<WatchHub>) -> Arc<Context> {
+    pub fn new(member: Member, hub: Arc<WatchHub>, client_urls: Vec<String>) -> Arc<Context> {
         // A stable id from the member's name until cluster tokens arrive with membership.
         let cluster_id = crc32_hash(member.config.name.as_bytes());
-        Arc::new(Context { member, hub, cluster_id })
+        Arc::new(Context { member, hub, cluster_id, client_urls })
     }
 
     pub fn header(&self, revision: i64) -> Option<PbResponseHeader> {
@@ -82,6 +89,7 @@ pub async fn serve(
             PbMaintenanceServer::new(MaintenanceService::new(context.clone())).max_decoding_message_size(limit),
         )
         .add_service(PbLeaseServer::new(LeaseService::new(context.clone())).max_decoding_message_size(limit))
+        .add_service(PbClusterServer::new(ClusterService::new(context.clone())).max_decoding_message_size(limit))
         .add_service(PbWatchServer::new(WatchService::new(context)).max_decoding_message_size(limit))
         .serve_with_shutdown(address, shutdown)
         .await
