@@ -110,6 +110,13 @@ fn etcdctl_reads_and_writes_and_data_survives_kill_9() {
     assert!(keel.must_fail(&["get", "foo", "--rev", "2"]).contains("required revision has been compacted"));
     assert!(keel.must_fail(&["get", "foo", "--rev", "100"]).contains("required revision is a future revision"));
     assert!(keel.must_fail(&["put", "", "x"]).contains("key is not provided"));
+    // A value over the 1.5 MiB request limit, given on standard input as etcdctl allows.
+    let large = keel.etcdctl_with_input(&["put", "large"], &"x".repeat(1_700_000));
+    assert!(!large.status.success());
+    assert!(String::from_utf8_lossy(&large.stderr).contains("request is too large"), "{large:?}");
+    let txn_ops: String = (0..129).map(|index| format!("put many{index} v\n")).collect();
+    let many = keel.etcdctl_with_input(&["txn"], &format!("\n{txn_ops}\n\n"));
+    assert!(String::from_utf8_lossy(&many.stderr).contains("too many operations in txn request"), "{many:?}");
     let status = keel.must(&["endpoint", "status", "-w", "json"]);
     assert!(status.contains("\"version\":\"3.5.17\""), "{status}");
     let hash = keel.must(&["endpoint", "hashkv", "-w", "json"]);

@@ -22,6 +22,14 @@ impl KvService {
         KvService { context }
     }
 
+    /// etcd refuses a write larger than `--max-request-bytes` before proposing it.
+    fn check_size(message: &impl prost::Message) -> Result<(), Status> {
+        if message.encoded_len() > crate::MAX_REQUEST_BYTES {
+            return Err(Status::invalid_argument("etcdserver: request is too large"));
+        }
+        Ok(())
+    }
+
     async fn write(&self, command: Command) -> Result<Response, Status> {
         self.context.member.write(command).await.map_err(status::from_member)?.map_err(status::from_store)
     }
@@ -51,7 +59,9 @@ impl PbKvService for KvService {
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<tonic::Response<PbPutResponse>, Status> {
-        let put = convert::put_request(request.into_inner());
+        let request = request.into_inner();
+        Self::check_size(&request)?;
+        let put = convert::put_request(request);
         match self.write(Command::Put(put)).await? {
             Response::Put(response) => {
                 let header = self.context.header(response.revision);
@@ -76,7 +86,9 @@ impl PbKvService for KvService {
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<tonic::Response<PbTxnResponse>, Status> {
-        let txn = convert::txn_request(request.into_inner())?;
+        let request = request.into_inner();
+        Self::check_size(&request)?;
+        let txn = convert::txn_request(request)?;
         // Every txn goes through the log, read-only ones included: the log orders it after
         // every write acknowledged before it, so its compares and reads are linearizable.
         match self.write(Command::Txn(txn)).await? {
