@@ -16,8 +16,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Store replica + apiserver + control loops: a whole single-node cluster.
-    Server(DataDir),
+    /// Store replica + apiserver + control loops: a whole single-node cluster. For now the
+    /// store replica with its etcd API; the Kubernetes API arrives with issue 8.
+    Server(StoreArgs),
     /// A store replica serving etcd's v3 gRPC API; flags are etcd's.
     Store(StoreArgs),
     /// Opens a store data directory, checks it, and prints its revisions and hash.
@@ -38,9 +39,9 @@ struct StoreArgs {
     name: String,
     #[arg(long, default_value = "./keel-data")]
     data_dir: PathBuf,
-    #[arg(long, default_value = "http://localhost:2379")]
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
     listen_client_urls: String,
-    #[arg(long, default_value = "http://localhost:2379")]
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
     advertise_client_urls: String,
     #[arg(long)]
     listen_peer_urls: Option<String>,
@@ -67,7 +68,10 @@ struct StoreArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server(args) => open_then_not_implemented(&args),
+        Command::Server(args) => {
+            eprintln!("keel server: the Kubernetes API is not implemented yet (issue 8); serving the store's etcd API");
+            run_store(args)
+        }
         Command::Store(args) => run_store(args),
         Command::Inspect(args) => inspect(&args),
     };
@@ -101,13 +105,6 @@ fn inspect(args: &DataDir) -> Result<(), String> {
         store.size_bytes()
     );
     Ok(())
-}
-
-/// The store opens (and recovers) for real; the Kubernetes API comes with issue 8, and says so.
-fn open_then_not_implemented(args: &DataDir) -> Result<(), String> {
-    let store = open_store(args)?;
-    eprintln!("keel server: store in {} opened at revision {}", args.data_dir.display(), store.revision());
-    Err("keel server: not implemented yet: the Kubernetes API (issue 8); `keel store` serves the etcd v3 API".into())
 }
 
 /// `http://host:port` (or `host:port`) to a socket address.

@@ -126,7 +126,7 @@ fn etcdctl_reads_and_writes_and_data_survives_kill_9() {
     let health = keel.etcdctl(&["endpoint", "health"]);
     assert!(health.status.success() && String::from_utf8_lossy(&health.stderr).contains("is healthy"));
     let members = keel.must(&["member", "list"]);
-    assert!(members.contains(", started, test, , http://localhost:2379, false"), "{members}");
+    assert!(members.contains(", started, test, , http://127.0.0.1:2379, false"), "{members}");
     assert!(keel.must(&["defrag"]).contains("Finished defragmenting etcd member"));
 
     // Everything acknowledged survives SIGKILL.
