@@ -181,6 +181,11 @@ impl Member {
         &self.store
     }
 
+    /// The current Raft term, for response headers (read without copying the metrics).
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow_watched().current_term
+    }
+
     /// (leader, term, last log index, applied index), as etcd's Status reports them.
     pub fn status(&self) -> (Option<u64>, u64, u64, u64) {
         let metrics = self.raft.metrics().borrow_watched().clone();
