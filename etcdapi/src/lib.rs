@@ -57,12 +57,11 @@ impl Context {
     }
 
     pub fn header(&self, revision: i64) -> Option<PbResponseHeader> {
-        let (_, term, _, _) = self.member.status();
         Some(PbResponseHeader {
             cluster_id: self.cluster_id,
             member_id: self.member.config.id,
             revision,
-            raft_term: term,
+            raft_term: self.member.term(),
         })
     }
 }
