@@ -13,13 +13,24 @@ use store::{Command, Durability, PutRequest, RangeRequest, RocksEngine, RocksOpt
 
 fn main() {
     let keys: u64 = std::env::var("KEEL_BENCH_KEYS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
-    memory_for_keys(keys);
+    // KEEL_BENCH_ONLY=compaction skips the memory figures.
+    if std::env::var("KEEL_BENCH_ONLY").as_deref() != Ok("compaction") {
+        memory_for_keys(keys);
+    }
     compaction_under_writes(keys);
 }
 
 fn open(dir: &std::path::Path, durability: Durability) -> Store {
     let engine = RocksEngine::open(dir, &RocksOptions::default()).unwrap();
-    let options = StoreOptions { durability, ..StoreOptions::default() };
+    let mut options = StoreOptions { durability, ..StoreOptions::default() };
+    // Compaction tuning under test: KEEL_COMPACTION_BATCH_KEYS, KEEL_COMPACTION_PAUSE_MS.
+    let setting = |name: &str| std::env::var(name).ok().and_then(|value| value.parse().ok());
+    if let Some(keys) = setting("KEEL_COMPACTION_BATCH_KEYS") {
+        options.compaction.batch_keys_max = keys as usize;
+    }
+    if let Some(pause) = setting("KEEL_COMPACTION_PAUSE_MS") {
+        options.compaction.pause_between_batches_ms = pause;
+    }
     Store::open(Arc::new(engine), options).unwrap()
 }
 
