@@ -168,17 +168,12 @@ impl Store {
 
     /// Serves a range at the request's revision (0: the current one).
     pub fn range(&self, request: &RangeRequest) -> Result<RangeResponse> {
-        if request.key.is_empty() {
-            return Err(Error::EmptyKey);
-        }
-        let current = self.revision();
-        let at = if request.revision > 0 { request.revision } else { current };
-        self.check_readable(at, current)?;
-        let mut response = range::range(&ReadView { reader: self.shared.engine.as_ref(), revision: at }, request)?;
-        // A compaction that passed `at` during the read may have removed versions it needed.
-        self.check_readable(at, current)?;
-        response.revision = current;
-        Ok(response)
+        let mut kvs = Vec::new();
+        let summary = self.range_into(request, &mut |kv| {
+            kvs.push(kv);
+            Ok(())
+        })?;
+        Ok(RangeResponse { kvs, more: summary.more, count: summary.count, revision: summary.revision })
     }
 
     /// Like [`Store::range`], but hands each version of the reply to `sink` as it is produced,
@@ -197,6 +192,7 @@ impl Store {
         self.check_readable(at, current)?;
         let mut summary =
             range::range_into(&ReadView { reader: self.shared.engine.as_ref(), revision: at }, request, sink)?;
+        // A compaction that passed `at` during the read may have removed versions it needed.
         self.check_readable(at, current)?;
         summary.revision = current;
         Ok(summary)
