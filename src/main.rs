@@ -43,16 +43,19 @@ struct StoreArgs {
     listen_client_urls: String,
     #[arg(long, default_value = "http://127.0.0.1:2379")]
     advertise_client_urls: String,
-    #[arg(long)]
-    listen_peer_urls: Option<String>,
-    #[arg(long)]
-    initial_advertise_peer_urls: Option<String>,
+    #[arg(long, default_value = "http://localhost:2380")]
+    listen_peer_urls: String,
+    #[arg(long, default_value = "http://localhost:2380")]
+    initial_advertise_peer_urls: String,
+    /// `name=peer-url,...`; by default this member alone (`--name`=`--initial-advertise-peer-urls`).
     #[arg(long)]
     initial_cluster: Option<String>,
+    /// `new` bootstraps from --initial-cluster; `existing` joins a running cluster that already
+    /// lists this member (after `etcdctl member add`).
     #[arg(long, default_value = "new")]
     initial_cluster_state: String,
-    #[arg(long)]
-    initial_cluster_token: Option<String>,
+    #[arg(long, default_value = "etcd-cluster")]
+    initial_cluster_token: String,
     /// Milliseconds.
     #[arg(long, default_value_t = 100)]
     heartbeat_interval: u64,
@@ -63,10 +66,15 @@ struct StoreArgs {
     snapshot_count: u64,
     #[arg(long, default_value_t = 128)]
     max_txn_ops: usize,
+    /// etcd's backend quota; keel does not enforce one yet (see COMPAT.md), so only 0 (the
+    /// default) is accepted.
+    #[arg(long, default_value_t = 0)]
+    quota_backend_bytes: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _failpoints = install_failpoints();
     let result = match cli.command {
         Command::Server(args) => {
             eprintln!("keel server: the Kubernetes API is not implemented yet (issue 8); serving the store's etcd API");
@@ -82,6 +90,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// With the `failpoints` feature, `FAILPOINTS=name=action;...` arms crash points (the `fail`
+/// crate's syntax), and a panic anywhere aborts the process, as a crash would.
+#[cfg(feature = "failpoints")]
+fn install_failpoints() -> Option<fail::FailScenario<'static>> {
+    if std::env::var_os("FAILPOINTS").is_none_or(|value| value.is_empty()) {
+        return None;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("keel: {info}; aborting (failpoint crash)");
+        std::process::abort();
+    }));
+    Some(fail::FailScenario::setup())
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn install_failpoints() -> Option<()> {
+    None
 }
 
 fn open_store(args: &DataDir) -> Result<store::Store, String> {
@@ -121,52 +148,111 @@ fn socket_address(url: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{url}: no address"))
 }
 
+fn url_list(flag: &str, value: &str) -> Result<Vec<String>, String> {
+    let urls: Vec<String> = value.split(',').map(|url| url.trim().to_string()).filter(|url| !url.is_empty()).collect();
+    if urls.is_empty() {
+        return Err(format!("--{flag}: no URL given"));
+    }
+    for url in &urls {
+        socket_address(url).map_err(|error| format!("--{flag}: {error}"))?;
+    }
+    Ok(urls)
+}
+
+/// etcd's `--initial-cluster`: `name=url,name=url2,other=url3` (a name may repeat for more URLs).
+fn parse_initial_cluster(value: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+    let mut members: Vec<(String, Vec<String>)> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let Some((name, url)) = entry.split_once('=') else {
+            return Err(format!("--initial-cluster: {entry:?} is not name=URL"));
+        };
+        socket_address(url).map_err(|error| format!("--initial-cluster: {error}"))?;
+        match members.iter_mut().find(|(known, _)| known == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => members.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    if members.is_empty() {
+        return Err("--initial-cluster: no member given".into());
+    }
+    Ok(members)
+}
+
+fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
+    if args.quota_backend_bytes != 0 {
+        return Err("keel store: --quota-backend-bytes is not implemented yet (see COMPAT.md)".into());
+    }
+    let mut config = raft::MemberConfig::new(&args.name, args.data_dir.clone());
+    config.peer_urls = url_list("initial-advertise-peer-urls", &args.initial_advertise_peer_urls)?;
+    let listen_peer = url_list("listen-peer-urls", &args.listen_peer_urls)?;
+    if listen_peer.len() > 1 {
+        return Err("keel store: more than one --listen-peer-urls is not implemented yet".into());
+    }
+    config.listen_peer = Some(socket_address(&listen_peer[0])?);
+    config.client_urls = url_list("advertise-client-urls", &args.advertise_client_urls)?;
+    config.initial_cluster = match &args.initial_cluster {
+        Some(cluster) => parse_initial_cluster(cluster)?,
+        None => vec![(args.name.clone(), config.peer_urls.clone())],
+    };
+    config.cluster_state = match args.initial_cluster_state.as_str() {
+        "new" => raft::ClusterState::New,
+        "existing" => raft::ClusterState::Existing,
+        other => return Err(format!("--initial-cluster-state: {other:?} is neither new nor existing")),
+    };
+    config.cluster_token = args.initial_cluster_token.clone();
+    config.heartbeat_interval_ms = args.heartbeat_interval;
+    config.election_timeout_ms = args.election_timeout;
+    if args.election_timeout < 5 * args.heartbeat_interval {
+        return Err("--election-timeout must be at least 5 times --heartbeat-interval".into());
+    }
+    config.snapshot_count = args.snapshot_count;
+    config.store.max_txn_ops = args.max_txn_ops;
+    Ok(config)
+}
+
 fn run_store(args: StoreArgs) -> Result<(), String> {
-    if args.initial_cluster.as_deref().is_some_and(|cluster| cluster.contains(',')) {
-        return Err(
-            "keel store: multi-member clusters are not implemented yet (issue 3): the peer transport is missing".into(),
-        );
-    }
-    if args.initial_cluster_state != "new" {
-        return Err("keel store: --initial-cluster-state existing is not implemented yet (issue 3)".into());
-    }
-    let urls: Vec<&str> = args.listen_client_urls.split(',').collect();
+    let urls = url_list("listen-client-urls", &args.listen_client_urls)?;
     if urls.len() > 1 {
         return Err("keel store: more than one --listen-client-urls is not implemented yet".into());
     }
-    let address = socket_address(urls[0])?;
+    let address = socket_address(&urls[0])?;
+    let config = member_config(&args)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| error.to_string())?;
     runtime.block_on(async move {
-        let mut config = raft::MemberConfig::new(&args.name, args.data_dir.clone());
-        config.heartbeat_interval_ms = args.heartbeat_interval;
-        config.election_timeout_ms = args.election_timeout;
-        config.snapshot_count = args.snapshot_count;
-        config.store.max_txn_ops = args.max_txn_ops;
         let store = raft::Member::open_store(&config).map_err(|error| format!("keel store: {error}"))?;
         let hub = Arc::new(watch::WatchHub::new(store.clone(), watch::WatchOptions::default()));
         let listener: Arc<dyn raft::ChangeListener> = Arc::new(etcdapi::HubListener(hub.clone()));
-        let member = raft::Member::start_single(config, store, Some(listener))
-            .await
-            .map_err(|error| format!("keel store: {error}"))?;
+        let member =
+            raft::Member::start(config, store, Some(listener)).await.map_err(|error| format!("keel store: {error}"))?;
         eprintln!(
-            "keel store: member {} serving the etcd v3 API on {address} (data in {})",
+            "keel store: member {} ({:x}) serving the etcd v3 API on {address} (data in {})",
             args.name,
+            member.config.id,
             args.data_dir.display()
         );
-        let client_urls = args.advertise_client_urls.split(',').map(str::to_string).collect();
-        let context = etcdapi::Context::new(member.clone(), hub, client_urls);
-        // SIGINT or SIGTERM stop the member cleanly; SIGKILL is what the crash tests use.
-        let shutdown = async {
-            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("install the SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
+        let context = etcdapi::Context::new(member.clone(), hub);
+        // SIGINT or SIGTERM stop the member cleanly (a leader hands over first); SIGKILL is
+        // what the crash tests use. A member removed from the cluster exits, as etcd's does.
+        let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shutdown = {
+            let member = member.clone();
+            let removed = removed.clone();
+            async move {
+                let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("install the SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                    _ = member.removed() => removed.store(true, std::sync::atomic::Ordering::SeqCst),
+                }
             }
         };
         let served = etcdapi::serve(context, address, shutdown).await;
         let _ = member.shutdown().await;
+        if removed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("keel store: the member has been permanently removed from the cluster".into());
+        }
         served.map_err(|error| format!("keel store: serving {address}: {error}"))
     })
 }

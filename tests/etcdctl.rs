@@ -23,13 +23,28 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// One peer URL per data dir, kept in it, so a restarted member finds its own again.
+fn peer_url_for(data_dir: &Path) -> String {
+    let record = data_dir.join("test-peer-url");
+    if let Ok(url) = std::fs::read_to_string(&record) {
+        return url;
+    }
+    let url = format!("http://127.0.0.1:{}", free_port());
+    std::fs::write(&record, &url).unwrap();
+    url
+}
+
 impl KeelStore {
     fn start(data_dir: &Path, port: u16) -> KeelStore {
         let endpoint = format!("127.0.0.1:{port}");
+        // The peer port is recorded in the data dir's membership, so a restart reuses it.
+        let peer_url = peer_url_for(data_dir);
         let child = Command::new(env!("CARGO_BIN_EXE_keel"))
             .args(["store", "--name", "test", "--data-dir"])
             .arg(data_dir)
             .args(["--listen-client-urls", &format!("http://{endpoint}")])
+            .args(["--advertise-client-urls", &format!("http://{endpoint}")])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--heartbeat-interval", "50", "--election-timeout", "300"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -126,7 +141,8 @@ fn etcdctl_reads_and_writes_and_data_survives_kill_9() {
     let health = keel.etcdctl(&["endpoint", "health"]);
     assert!(health.status.success() && String::from_utf8_lossy(&health.stderr).contains("is healthy"));
     let members = keel.must(&["member", "list"]);
-    assert!(members.contains(", started, test, , http://127.0.0.1:2379, false"), "{members}");
+    let listed = format!(", started, test, {}, http://{}, false", peer_url_for(dir.path()), keel.endpoint);
+    assert!(members.contains(&listed), "{members}");
     assert!(keel.must(&["defrag"]).contains("Finished defragmenting etcd member"));
 
     // Everything acknowledged survives SIGKILL.

@@ -1,5 +1,6 @@
 //! etcd's Lease service. Grants and revocations go through the log; deadlines live in the
-//! leader's lessor (`raft::Lessor`), which KeepAlive restarts and TimeToLive reads.
+//! leader's lessor (`raft::Lessor`), which KeepAlive restarts and TimeToLive reads; a follower
+//! sends those calls on to the leader.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,7 +10,6 @@ use etcd_client::proto::{
     PbLeaseLeasesResponse, PbLeaseRevokeRequest, PbLeaseRevokeResponse, PbLeaseService, PbLeaseStatus,
     PbLeaseTimeToLiveRequest, PbLeaseTimeToLiveResponse,
 };
-use store::Command;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -49,9 +49,8 @@ impl PbLeaseService for LeaseService {
         let request = request.into_inner();
         let id = if request.id == 0 { self.pick_id() } else { request.id };
         let ttl = request.ttl.max(self.context.member.min_lease_ttl_seconds());
-        let response = self.context.member.write(Command::LeaseGrant { id, ttl_seconds: ttl }).await;
+        let response = self.context.member.lease_grant(id, ttl).await;
         let response = response.map_err(status::from_member)?.map_err(status::from_store)?;
-        self.context.member.lessor().renew(id, ttl);
         Ok(Response::new(PbLeaseGrantResponse {
             header: self.context.header(response.revision()),
             id,
@@ -65,9 +64,8 @@ impl PbLeaseService for LeaseService {
         request: Request<PbLeaseRevokeRequest>,
     ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
         let id = request.into_inner().id;
-        let response = self.context.member.write(Command::LeaseRevoke { id }).await;
+        let response = self.context.member.lease_revoke(id).await;
         let response = response.map_err(status::from_member)?.map_err(status::from_store)?;
-        self.context.member.lessor().forget(id);
         Ok(Response::new(PbLeaseRevokeResponse { header: self.context.header(response.revision()) }))
     }
 
@@ -82,8 +80,14 @@ impl PbLeaseService for LeaseService {
         let context = self.context.clone();
         tokio::spawn(async move {
             while let Ok(Some(request)) = inbound.message().await {
-                // etcd answers an unknown lease with TTL 0 rather than an error.
-                let ttl = context.member.lessor().keep_alive(request.id).unwrap_or(0);
+                // The leader keeps the clocks; etcd answers an unknown lease with TTL 0.
+                let ttl = match context.member.lease_keep_alive(request.id).await {
+                    Ok(ttl) => ttl.unwrap_or(0),
+                    Err(error) => {
+                        let _ = outbound.send(Err(status::from_member(error))).await;
+                        break;
+                    }
+                };
                 let revision = context.member.store().revision();
                 let response = PbLeaseKeepAliveResponse { header: context.header(revision), id: request.id, ttl };
                 if outbound.send(Ok(response)).await.is_err() {
@@ -99,23 +103,17 @@ impl PbLeaseService for LeaseService {
         request: Request<PbLeaseTimeToLiveRequest>,
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
         let request = request.into_inner();
-        let store = self.context.member.store();
-        let lease = store.lease(request.id).map_err(status::from_store)?;
-        let remaining = self.context.member.lessor().remaining_seconds(request.id);
-        let (Some(lease), Some(remaining)) = (lease, remaining) else {
+        let member = &self.context.member;
+        let answer = member.lease_time_to_live(request.id, request.keys).await.map_err(status::from_member)?;
+        let Some(lease) = answer else {
             return Err(status::from_store(store::Error::LeaseNotFound { lease_id: request.id }));
         };
-        let keys = if request.keys {
-            store.lease_keys(request.id).map_err(status::from_store)?.into_iter().map(|key| key.to_vec()).collect()
-        } else {
-            Vec::new()
-        };
         Ok(Response::new(PbLeaseTimeToLiveResponse {
-            header: self.context.header(store.revision()),
+            header: self.context.header(member.store().revision()),
             id: request.id,
-            ttl: remaining,
-            granted_ttl: lease.ttl_seconds,
-            keys,
+            ttl: lease.remaining_seconds,
+            granted_ttl: lease.granted_ttl_seconds,
+            keys: lease.keys.into_iter().map(|key| key.to_vec()).collect(),
         }))
     }
 

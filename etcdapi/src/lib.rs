@@ -5,8 +5,7 @@
 //! `raft` types. Error codes and messages are mapped to etcd's here and only here (`status.rs`).
 //!
 //! This step serves KV (Range, Put, DeleteRange, Txn, Compact), Watch, Lease, Maintenance and
-//! Cluster.MemberList;
-//! the other services and RPCs answer UNIMPLEMENTED, as COMPAT.md lists.
+//! Cluster; the other services and RPCs answer UNIMPLEMENTED, as COMPAT.md lists.
 
 mod cluster;
 mod convert;
@@ -45,15 +44,13 @@ pub struct Context {
     pub member: Member,
     pub hub: Arc<WatchHub>,
     pub cluster_id: u64,
-    /// etcd's `--advertise-client-urls`, as MemberList reports them.
-    pub client_urls: Vec<String>,
 }
 
 impl Context {
-    pub fn new(member: Member, hub: Arc<WatchHub>, client_urls: Vec<String>) -> Arc<Context> {
-        // A stable id from the member's name until cluster tokens arrive with membership.
-        let cluster_id = crc32_hash(member.config.name.as_bytes());
-        Arc::new(Context { member, hub, cluster_id, client_urls })
+    pub fn new(member: Member, hub: Arc<WatchHub>) -> Arc<Context> {
+        // The same on every member: derived from the cluster token they all start with.
+        let cluster_id = raft::cluster_id(&member.config.cluster_token);
+        Arc::new(Context { member, hub, cluster_id })
     }
 
     pub fn header(&self, revision: i64) -> Option<PbResponseHeader> {
@@ -64,15 +61,6 @@ impl Context {
             raft_term: self.member.term(),
         })
     }
-}
-
-fn crc32_hash(bytes: &[u8]) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 /// Serves the etcd API on `address` until `shutdown` resolves.

@@ -46,17 +46,18 @@ impl PbMaintenanceService for MaintenanceService {
 
     async fn status(&self, _request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
         let store = self.context.member.store();
-        let (leader, term, last_index, applied) = self.context.member.status();
+        let raft = self.context.member.status();
         let size = store.size_bytes() as i64;
         Ok(Response::new(PbStatusResponse {
             header: self.context.header(store.revision()),
             version: EMULATED_ETCD_VERSION.to_string(),
             db_size: size,
-            leader: leader.unwrap_or(0),
-            raft_index: last_index,
-            raft_term: term,
-            raft_applied_index: applied,
+            leader: raft.leader.unwrap_or(0),
+            raft_index: raft.committed_index,
+            raft_term: raft.term,
+            raft_applied_index: raft.applied_index,
             db_size_in_use: size,
+            is_learner: raft.is_learner,
             ..PbStatusResponse::default()
         }))
     }
@@ -95,11 +96,16 @@ impl PbMaintenanceService for MaintenanceService {
         Err(not_yet("Snapshot"))
     }
 
+    /// Hands leadership to the target voter and answers once it leads. etcd requires the call
+    /// on the leader; keel sends it on to the leader from any member.
     async fn move_leader(
         &self,
-        _request: Request<PbMoveLeaderRequest>,
+        request: Request<PbMoveLeaderRequest>,
     ) -> Result<Response<PbMoveLeaderResponse>, Status> {
-        Err(not_yet("MoveLeader"))
+        let target = request.into_inner().target_id;
+        self.context.member.transfer_leader(target).await.map_err(status::from_member)?;
+        let store = self.context.member.store();
+        Ok(Response::new(PbMoveLeaderResponse { header: self.context.header(store.revision()) }))
     }
 
     async fn downgrade(&self, _request: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {

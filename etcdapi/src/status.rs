@@ -26,10 +26,22 @@ pub fn from_store(error: store::Error) -> Status {
 }
 
 pub fn from_member(error: MemberError) -> Status {
-    match error {
-        MemberError::NotLeader { leader: None } => Status::unavailable("etcdserver: no leader"),
-        MemberError::NotLeader { leader: Some(_) } => Status::unavailable("etcdserver: not leader"),
-        MemberError::Store(error) => from_store(error),
-        other => Status::unavailable(format!("etcdserver: {other}")),
-    }
+    use MemberError as E;
+    let (code, message) = match &error {
+        E::NotLeader { leader: None } => (Code::Unavailable, "etcdserver: no leader"),
+        E::NotLeader { leader: Some(_) } => (Code::FailedPrecondition, "etcdserver: not leader"),
+        E::LeaderChanged => (Code::Unavailable, "etcdserver: leader changed"),
+        E::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
+        E::MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
+        E::PeerUrlExists => (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
+        E::NotLearner => (Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
+        E::LearnerNotReady => {
+            (Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader")
+        }
+        E::BadTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),
+        E::Store(store_error) => return from_store(store_error.clone()),
+        E::Membership(_) => return Status::failed_precondition(format!("etcdserver: {error}")),
+        E::Unreachable(_) | E::Raft(_) | E::Io(_) => return Status::unavailable(format!("etcdserver: {error}")),
+    };
+    Status::new(code, message)
 }

@@ -1,6 +1,6 @@
 //! Lease expiry, kept by the leader: the store records leases but never reads a clock, so the
 //! member that leads tracks each lease's deadline in memory and proposes a `LeaseRevoke` when it
-//! passes. On start (and, with more members, on promotion) every lease gets now + its TTL (the
+//! passes. On promotion every lease gets now + its TTL (the
 //! checkpointed remainder if there is one) + one election timeout, as etcd's lessor does, so a
 //! change of leader never expires a lease early.
 
@@ -21,17 +21,22 @@ struct Deadline {
 }
 
 impl Lessor {
-    /// Deadlines for the leases found in the store, with `grace` added (one election timeout).
-    pub fn restore(&self, leases: &[store::LeaseInfo], grace: Duration) {
+    /// On promotion: a deadline for every lease the store holds that has none yet, at its
+    /// remaining TTL (the checkpointed one if there is one) plus `grace` (one election timeout).
+    pub fn promote(&self, leases: &[store::LeaseInfo], grace: Duration) {
         let now = Instant::now();
         let mut deadlines = self.deadlines.lock().expect("lessor lock");
-        deadlines.clear();
         for lease in leases {
             let remaining =
                 if lease.remaining_ttl_seconds > 0 { lease.remaining_ttl_seconds } else { lease.ttl_seconds };
             let expires_at = now + Duration::from_secs(remaining.max(0) as u64) + grace;
-            deadlines.insert(lease.id, Deadline { expires_at, ttl_seconds: lease.ttl_seconds });
+            deadlines.entry(lease.id).or_insert(Deadline { expires_at, ttl_seconds: lease.ttl_seconds });
         }
+    }
+
+    /// On losing leadership: the next leader keeps the clocks.
+    pub fn demote(&self) {
+        self.deadlines.lock().expect("lessor lock").clear();
     }
 
     /// Starts or restarts a lease's clock; returns its TTL.

@@ -5,19 +5,43 @@
 //! the Raft position (last log id and membership) as the store's opaque applied position, so
 //! data and position land in one write and a restart neither loses nor re-applies a command.
 //!
-//! This crate is being built in steps (issue 3): the type configuration, the RocksDB log store
-//! (`log_store.rs`) and the state machine (`state_machine.rs`) are here and pass openraft's
-//! storage suite; the peer transport, the member process and membership commands come next.
+//! Layout: `types.rs` (what the log carries), `log_store.rs` (the RocksDB log),
+//! `state_machine.rs` (the store as openraft's state machine, snapshots as files),
+//! `peer_network.rs` / `peer_service.rs` (the tonic transport between members),
+//! `leader_call.rs` (calls only the leader serves, sent on from any member), `member.rs`
+//! (a running replica), `lessor.rs` (lease clocks), `identity.rs` (member and cluster ids).
 
 mod codec;
+mod identity;
+mod leader_call;
 mod lessor;
 mod log_store;
 mod member;
+mod peer_network;
+mod peer_service;
 mod state_machine;
 mod types;
 
+/// The peer protocol generated from `proto/peer.proto`.
+#[allow(missing_debug_implementations, unused_qualifications, clippy::all)]
+mod proto {
+    tonic::include_proto!("keel.peer.v1");
+}
+
+pub use identity::{cluster_id, initial_member_id};
+pub use leader_call::LeaseTimeToLive;
 pub use lessor::Lessor;
 pub use log_store::LogStore;
-pub use member::{Member, MemberConfig, MemberError};
+pub use member::{ClusterState, Member, MemberConfig, MemberError, MemberInfo, MemberStatus};
 pub use state_machine::{ChangeListener, SnapshotBuilder, SnapshotFile, StateMachine};
-pub use types::{Reply, Request, TypeConfig};
+pub use types::{MemberNode, Reply, Request, TypeConfig};
+
+/// A named point where tests inject a crash or an error (the `failpoints` feature; a keel
+/// process started with `FAILPOINTS=name=panic` aborts there).
+#[inline]
+pub(crate) fn failpoint(name: &str) -> std::io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!(name, |_| Err(std::io::Error::other(format!("failpoint {name}"))));
+    let _ = name;
+    Ok(())
+}

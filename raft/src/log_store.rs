@@ -147,7 +147,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put_cf(self.family(ENTRIES), index_key(entry.log_id.index), codec::encode(&entry)?);
         }
+        crate::failpoint("raft::log::before_append")?;
         let result = self.write(batch);
+        crate::failpoint("raft::log::after_append")?;
         let outcome = match &result {
             Ok(()) => Ok(()),
             Err(error) => Err(io::Error::new(error.kind(), error.to_string())),

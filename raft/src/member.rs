@@ -1,47 +1,80 @@
 //! [`Member`]: one replica of the store: the store, the Raft log and the openraft node over
-//! them, started from a data directory. This step runs single-member clusters (the member is its
-//! own quorum); the peer transport and membership changes come next.
+//! them, the peer transport, and the leader's duties (lease clocks). Started from a data
+//! directory and etcd's cluster flags; clients may call any member (see `leader_call.rs`).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::impls::BasicNode;
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
-use openraft::type_config::alias::{SnapshotOf, VoteOf};
-use openraft::{Config, Raft, ReadPolicy, SnapshotPolicy};
+use openraft::{Config, Raft, RaftMetrics, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
 use store::{Command, Response, Store};
 
+use crate::identity;
+use crate::leader_call::{LeaderAnswer, LeaderCall, LeaseTimeToLive};
 use crate::lessor::Lessor;
 use crate::log_store::LogStore;
-use crate::state_machine::{ChangeListener, SnapshotFile, StateMachine};
-use crate::types::{Reply, Request, TypeConfig};
+use crate::peer_network::{PeerChannels, PeerNetwork, PEER_MESSAGE_BYTES_MAX};
+use crate::peer_service::{self, PeerService};
+use crate::proto::peer_server::PeerServer;
+use crate::proto::Frame;
+use crate::state_machine::{ChangeListener, StateMachine};
+use crate::types::{MemberNode, TypeConfig};
+
+/// etcd's `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Bootstrap a new cluster from `--initial-cluster`.
+    New,
+    /// Join a running cluster that already lists this member (`etcdctl member add`).
+    Existing,
+}
 
 /// Settings of one member, named as etcd names them where etcd has them.
 #[derive(Debug, Clone)]
 pub struct MemberConfig {
+    /// The member id; [`Member::start`] fills it in (from the data dir, the initial cluster or
+    /// the running cluster).
     pub id: u64,
-    /// etcd's `--name`.
+    /// `--name`.
     pub name: String,
     pub data_dir: PathBuf,
+    /// `--initial-advertise-peer-urls`.
+    pub peer_urls: Vec<String>,
+    /// `--listen-peer-urls` (the first); None runs no peer server (a lone in-process member).
+    pub listen_peer: Option<SocketAddr>,
+    /// `--advertise-client-urls`, published in the membership for MemberList.
+    pub client_urls: Vec<String>,
+    /// `--initial-cluster`: every first member's name and peer URLs.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    pub cluster_state: ClusterState,
+    /// `--initial-cluster-token`.
+    pub cluster_token: String,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
-    /// etcd's `--snapshot-count`: entries applied between snapshots.
+    /// `--snapshot-count`: entries applied between snapshots.
     pub snapshot_count: u64,
     pub store: store::StoreOptions,
 }
 
 impl MemberConfig {
+    /// A lone member with etcd's defaults.
     pub fn new(name: &str, data_dir: PathBuf) -> Self {
+        let peer_urls = vec!["http://localhost:2380".to_string()];
         MemberConfig {
-            id: 1,
+            id: 0,
             name: name.to_string(),
             data_dir,
+            initial_cluster: vec![(name.to_string(), peer_urls.clone())],
+            peer_urls,
+            listen_peer: None,
+            client_urls: vec!["http://localhost:2379".to_string()],
+            cluster_state: ClusterState::New,
+            cluster_token: "etcd-cluster".to_string(),
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
             snapshot_count: 10_000,
@@ -51,31 +84,88 @@ impl MemberConfig {
     }
 }
 
-/// Why a write or a linearizable read did not happen here.
-#[derive(Debug, thiserror::Error)]
+/// Why a call did not happen (or may not have). Crosses the peer transport, hence serde.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 pub enum MemberError {
+    /// Refused before anything was proposed; another leader may take it.
     #[error("not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<u64> },
+    /// Proposed, then the leader changed: it may or may not have been applied.
+    #[error("leader changed")]
+    LeaderChanged,
+    #[error("request timed out")]
+    Timeout,
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("member not found")]
+    MemberNotFound,
+    #[error("peerURL exists")]
+    PeerUrlExists,
+    #[error("can only promote a learner member")]
+    NotLearner,
+    #[error("can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("bad leader transferee")]
+    BadTransferee,
+    #[error("membership change: {0}")]
+    Membership(String),
     #[error("raft: {0}")]
     Raft(String),
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error("{0}")]
-    Io(#[from] io::Error),
+    Io(String),
+}
+
+impl From<io::Error> for MemberError {
+    fn from(error: io::Error) -> Self {
+        MemberError::Io(error.to_string())
+    }
+}
+
+fn raft_error(error: impl std::fmt::Display) -> MemberError {
+    MemberError::Raft(error.to_string())
+}
+
+/// One member as the membership lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub node: MemberNode,
+    pub is_learner: bool,
+}
+
+/// What etcd's Status reports about a member's Raft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub committed_index: u64,
+    pub applied_index: u64,
+    pub is_learner: bool,
 }
 
 /// One running replica.
 #[derive(Debug, Clone)]
 pub struct Member {
     pub config: MemberConfig,
-    raft: Raft<TypeConfig, StateMachine>,
-    store: Arc<Store>,
-    lessor: Arc<Lessor>,
+    pub(crate) raft: Raft<TypeConfig, StateMachine>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) lessor: Arc<Lessor>,
+    pub(crate) channels: PeerChannels,
+    /// Set once on shutdown; the peer server and background tasks stop on it.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// How often the leader looks for expired leases, and how many it revokes per look.
-const LEASE_EXPIRY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+const LEASE_EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 const LEASE_REVOKES_PER_CHECK_MAX: usize = 100;
+/// Entries per append message: with requests of at most ~2 MiB, messages stay far below
+/// [`PEER_MESSAGE_BYTES_MAX`].
+const APPEND_ENTRIES_MAX: u64 = 64;
+/// How long a joining member looks for a running cluster that lists it.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Member {
     /// Opens (or creates) the member's store, so a watch hub can be built over it before the
@@ -86,38 +176,128 @@ impl Member {
         Ok(Arc::new(Store::open(Arc::new(engine), config.store.clone())?))
     }
 
-    /// Starts the member over its opened store as a single-member cluster; `listener` hears
-    /// every applied batch.
-    pub async fn start_single(
-        config: MemberConfig,
+    /// Starts the member over its opened store: finds its id, opens the log, serves peers,
+    /// bootstraps a new cluster if it is the first start; `listener` hears every applied batch.
+    pub async fn start(
+        mut config: MemberConfig,
         store: Arc<Store>,
         listener: Option<Arc<dyn ChangeListener>>,
     ) -> Result<Member, MemberError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let channels = PeerChannels::default();
+        let first_start = identity::stored_member_id(&config.data_dir)?.is_none();
+        config.id = resolve_member_id(&config, &channels).await?;
         let log = LogStore::open(config.data_dir.join("raft-log"))?;
-        let machine = StateMachine::new(store.clone(), &config.data_dir.join("snapshots"), listener)?;
+        let snapshot_dir = config.data_dir.join("snapshots");
+        let machine = StateMachine::new(store.clone(), &snapshot_dir, listener)?;
+        peer_service::remove_incoming_files(&snapshot_dir)?;
         let raft_config = Config {
-            cluster_name: "keel".into(),
+            cluster_name: config.cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval_ms,
             election_timeout_min: config.election_timeout_ms,
             election_timeout_max: config.election_timeout_ms * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            max_payload_entries: APPEND_ENTRIES_MAX,
             ..Config::default()
         }
         .validate()
-        .map_err(|error| MemberError::Raft(error.to_string()))?;
-        let raft = Raft::new(config.id, Arc::new(raft_config), NoPeers, log, machine)
-            .await
-            .map_err(|error| MemberError::Raft(error.to_string()))?;
-        if !raft.is_initialized().await.map_err(|error| MemberError::Raft(error.to_string()))? {
-            let members = BTreeMap::from([(config.id, BasicNode::new(config.name.clone()))]);
-            raft.initialize(members).await.map_err(|error| MemberError::Raft(error.to_string()))?;
+        .map_err(raft_error)?;
+        let network = PeerNetwork { channels: channels.clone() };
+        let raft = Raft::new(config.id, Arc::new(raft_config), network, log, machine).await.map_err(raft_error)?;
+        let (stopping, _) = tokio::sync::watch::channel(false);
+        let member =
+            Member { config, raft, store, lessor: Arc::new(Lessor::default()), channels, stopping: Arc::new(stopping) };
+        if let Some(address) = member.config.listen_peer {
+            member.serve_peers(address).await?;
         }
-        let lessor = Arc::new(Lessor::default());
-        // A single member leads from the start; with peers this moves to promotion.
-        lessor.restore(&store.leases()?, std::time::Duration::from_millis(config.election_timeout_ms));
-        let member = Member { config, raft, store, lessor };
+        if first_start && member.config.cluster_state == ClusterState::New {
+            member.bootstrap().await?;
+        }
+        member.spawn_leadership_duties();
         member.spawn_lease_expiry();
+        member.spawn_publish();
         Ok(member)
+    }
+
+    /// Writes the initial membership. Every first member does so with the same membership,
+    /// which openraft allows; the election that follows picks one leader.
+    async fn bootstrap(&self) -> Result<(), MemberError> {
+        if self.raft.is_initialized().await.map_err(raft_error)? {
+            return Ok(());
+        }
+        let token = &self.config.cluster_token;
+        let nodes: BTreeMap<u64, MemberNode> = self
+            .config
+            .initial_cluster
+            .iter()
+            .map(|(name, urls)| {
+                let mut node = MemberNode::new(name, urls.clone());
+                // Its own client URLs are known already; the others publish theirs when they start.
+                if *name == self.config.name {
+                    node.client_urls = self.config.client_urls.clone();
+                }
+                (identity::initial_member_id(urls, token), node)
+            })
+            .collect();
+        self.raft.initialize(nodes).await.map_err(raft_error)
+    }
+
+    async fn serve_peers(&self, address: SocketAddr) -> Result<(), MemberError> {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| MemberError::Io(format!("listening for peers on {address}: {error}")))?;
+        let service = PeerService::new(self.clone(), self.config.data_dir.join("snapshots"));
+        let server = PeerServer::new(service)
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        let mut stopping = self.stopping.subscribe();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            };
+            let served = tonic::transport::Server::builder()
+                .add_service(server)
+                .serve_with_incoming_shutdown(incoming, stop)
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the peer server stopped");
+            }
+        });
+        Ok(())
+    }
+
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + Duration::from_millis(2 * self.config.election_timeout_ms)
+    }
+
+    pub(crate) fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    pub fn leader_id(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.is_leader()
+    }
+
+    /// The membership as this member knows it, voters and learners.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let membership = metrics.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| MemberInfo { id: *id, node: node.clone(), is_learner: !voters.contains(id) })
+            .collect()
     }
 
     /// The lessor: lease deadlines, which only the leader keeps.
@@ -130,51 +310,91 @@ impl Member {
         (self.config.election_timeout_ms * 3 / 2).div_ceil(1000) as i64
     }
 
-    /// Revokes expired leases through the log until the member shuts down.
-    fn spawn_lease_expiry(&self) {
-        let member = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(LEASE_EXPIRY_CHECK_INTERVAL);
-            loop {
-                tick.tick().await;
-                if member.raft.metrics().borrow_watched().state == openraft::ServerState::Shutdown {
-                    return;
-                }
-                for id in member.lessor.expired(LEASE_REVOKES_PER_CHECK_MAX) {
-                    match member.write(Command::LeaseRevoke { id }).await {
-                        Ok(Ok(_)) | Ok(Err(store::Error::LeaseNotFound { .. })) => member.lessor.forget(id),
-                        // Not leader, or shutting down: the next tick (or leader) tries again.
-                        Ok(Err(_)) | Err(_) => break,
-                    }
-                }
-            }
-        });
-    }
-
-    /// Replicates and applies one command; the store's own error is inside the `Ok`.
+    /// Replicates and applies one command through the leader; the store's own error is inside
+    /// the `Ok`.
     pub async fn write(&self, command: Command) -> Result<store::Result<Response>, MemberError> {
-        match self.raft.client_write(Request { command }).await {
-            Ok(response) => match response.data {
-                Reply::Applied(result) => Ok(result),
-                Reply::NoCommand => Err(MemberError::Raft("a command entry applied as no command".into())),
-            },
-            Err(error) => match error.forward_to_leader() {
-                Some(forward) => Err(MemberError::NotLeader { leader: forward.leader_id }),
-                None => Err(MemberError::Raft(error.to_string())),
-            },
+        match self.call_leader(LeaderCall::Write(command)).await? {
+            LeaderAnswer::Written(result) => Ok(result),
+            other => Err(unexpected(&other)),
         }
     }
 
     /// Returns once this member has applied everything committed before the call (etcd's
-    /// linearizable read: read index confirmed by a quorum, then wait for apply).
+    /// linearizable read: the leader confirms its commit index with a quorum, then this member
+    /// waits until it has applied that index). A member cut off from a quorum times out.
     pub async fn read_barrier(&self) -> Result<(), MemberError> {
-        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(_) => Ok(()),
-            Err(error) => match error.forward_to_leader() {
-                Some(forward) => Err(MemberError::NotLeader { leader: forward.leader_id }),
-                None => Err(MemberError::Raft(error.to_string())),
-            },
+        let timeout = self.request_timeout();
+        let barrier = async {
+            let index = match self.call_leader(LeaderCall::ReadIndex).await? {
+                LeaderAnswer::ReadIndex(index) => index,
+                other => return Err(unexpected(&other)),
+            };
+            self.raft.wait(None).applied_index_at_least(Some(index), "read index").await.map_err(raft_error)?;
+            Ok(())
+        };
+        tokio::time::timeout(timeout, barrier).await.unwrap_or(Err(MemberError::Timeout))
+    }
+
+    pub async fn lease_grant(&self, id: i64, ttl_seconds: i64) -> Result<store::Result<Response>, MemberError> {
+        match self.call_leader(LeaderCall::LeaseGrant { id, ttl_seconds }).await? {
+            LeaderAnswer::Written(result) => Ok(result),
+            other => Err(unexpected(&other)),
         }
+    }
+
+    pub async fn lease_revoke(&self, id: i64) -> Result<store::Result<Response>, MemberError> {
+        match self.call_leader(LeaderCall::LeaseRevoke { id }).await? {
+            LeaderAnswer::Written(result) => Ok(result),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Restarts a lease's clock on the leader; its TTL, or None for an unknown lease.
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<Option<i64>, MemberError> {
+        match self.call_leader(LeaderCall::LeaseKeepAlive { id }).await? {
+            LeaderAnswer::KeepAlive(ttl) => Ok(ttl),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<Option<LeaseTimeToLive>, MemberError> {
+        match self.call_leader(LeaderCall::LeaseTimeToLive { id, keys }).await? {
+            LeaderAnswer::TimeToLive(answer) => Ok(answer),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Adds a member by its peer URLs (as a learner, or as a voter at once as etcd does by
+    /// default); returns its id. The new member then starts with `--initial-cluster-state existing`.
+    pub async fn add_member(&self, peer_urls: Vec<String>, learner: bool) -> Result<u64, MemberError> {
+        let salt =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        match self.call_leader(LeaderCall::AddMember { peer_urls, learner, salt }).await? {
+            LeaderAnswer::MemberAdded(id) => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn remove_member(&self, id: u64) -> Result<(), MemberError> {
+        self.call_leader(LeaderCall::RemoveMember { id }).await.map(|_| ())
+    }
+
+    pub async fn promote_member(&self, id: u64) -> Result<(), MemberError> {
+        self.call_leader(LeaderCall::PromoteMember { id }).await.map(|_| ())
+    }
+
+    /// Changes a member's peer URLs (etcd's MemberUpdate).
+    pub async fn update_member(&self, id: u64, peer_urls: Vec<String>) -> Result<(), MemberError> {
+        let Some(current) = self.members().into_iter().find(|member| member.id == id) else {
+            return Err(MemberError::MemberNotFound);
+        };
+        let node = MemberNode { peer_urls, ..current.node };
+        self.call_leader(LeaderCall::UpdateMember { id, node }).await.map(|_| ())
+    }
+
+    /// Hands leadership to `to` (etcd's MoveLeader) and waits until it leads.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), MemberError> {
+        self.call_leader(LeaderCall::TransferLeader { to }).await.map(|_| ())
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -186,59 +406,235 @@ impl Member {
         self.raft.metrics().borrow_watched().current_term
     }
 
-    /// (leader, term, last log index, applied index), as etcd's Status reports them.
-    pub fn status(&self) -> (Option<u64>, u64, u64, u64) {
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        let applied = metrics.last_applied.map_or(0, |log_id| log_id.index);
-        (metrics.current_leader, metrics.current_term, metrics.last_log_index.unwrap_or(0), applied)
+    pub fn status(&self) -> MemberStatus {
+        let metrics = self.metrics();
+        let is_learner = !metrics.membership_config.membership().voter_ids().any(|id| id == self.config.id);
+        MemberStatus {
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            committed_index: metrics.local_committed.map_or(0, |log_id| log_id.index),
+            applied_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
+            is_learner,
+        }
     }
 
+    /// Stops the member; a leader first hands leadership to the most up-to-date voter, so the
+    /// cluster does not wait out an election timeout.
     pub async fn shutdown(&self) -> Result<(), MemberError> {
-        self.raft.shutdown().await.map_err(|error| MemberError::Raft(error.to_string()))
+        if self.raft.is_leader() {
+            if let Some(successor) = self.most_current_voter() {
+                let handed_over = tokio::time::timeout(self.request_timeout(), self.transfer_leader(successor)).await;
+                if !matches!(handed_over, Ok(Ok(()))) {
+                    tracing::warn!(successor, "handing leadership over before shutdown failed");
+                }
+            }
+        }
+        let _ = self.stopping.send(true);
+        self.raft.shutdown().await.map_err(raft_error)
+    }
+
+    fn most_current_voter(&self) -> Option<u64> {
+        let metrics = self.metrics();
+        let replication = metrics.replication.as_ref()?;
+        metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| *id != self.config.id)
+            .max_by_key(|id| replication.get(id).cloned().flatten().map(|log_id| log_id.index))
+    }
+
+    /// Resolves when this member learns that it was removed from the cluster (etcd's member
+    /// then exits with "the member has been permanently removed from the cluster").
+    pub async fn removed(&self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if self.is_stopping() {
+                std::future::pending::<()>().await;
+            }
+            let members = self.members();
+            if !members.is_empty() && !members.iter().any(|member| member.id == self.config.id) {
+                return;
+            }
+            // A removed member may never receive the entry that removes it: ask the leader.
+            if !self.raft.is_leader() && self.removed_per_leader(&members).await {
+                return;
+            }
+        }
+    }
+
+    async fn removed_per_leader(&self, members: &[MemberInfo]) -> bool {
+        for member in members.iter().filter(|member| member.id != self.config.id) {
+            if let Ok(Some(listed)) = ask_members(&self.channels, &member.node, Duration::from_secs(1)).await {
+                return !listed.iter().any(|listed| listed.id == self.config.id);
+            }
+        }
+        false
+    }
+
+    /// Keeps the lessor in step with leadership: a new leader restarts every lease's clock at
+    /// its remaining TTL plus one election timeout (after applying what earlier leaders
+    /// committed, so it knows every lease); a member that stops leading forgets the clocks.
+    fn spawn_leadership_duties(&self) {
+        let member = self.clone();
+        let mut metrics = self.raft.metrics();
+        tokio::spawn(async move {
+            let mut leading_term = None;
+            loop {
+                let (state, term) = {
+                    let current = metrics.borrow_watched();
+                    (current.state, current.current_term)
+                };
+                if state == ServerState::Shutdown {
+                    return;
+                }
+                let leading = (state == ServerState::Leader).then_some(term);
+                if leading != leading_term {
+                    member.lessor.demote();
+                    if leading.is_some()
+                        && member.raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await.is_ok()
+                    {
+                        match member.store.leases() {
+                            Ok(leases) => {
+                                member.lessor.promote(&leases, Duration::from_millis(member.config.election_timeout_ms))
+                            }
+                            Err(error) => tracing::error!(%error, "reading leases on promotion failed"),
+                        }
+                    }
+                    leading_term = leading;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Revokes expired leases through the log while this member leads.
+    fn spawn_lease_expiry(&self) {
+        let member = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(LEASE_EXPIRY_CHECK_INTERVAL);
+            loop {
+                tick.tick().await;
+                if member.is_stopping() || member.metrics().state == ServerState::Shutdown {
+                    return;
+                }
+                if !member.raft.is_leader() {
+                    continue;
+                }
+                for id in member.lessor.expired(LEASE_REVOKES_PER_CHECK_MAX) {
+                    match member.serve_leader_call(LeaderCall::LeaseRevoke { id }).await {
+                        Ok(LeaderAnswer::Written(Ok(_) | Err(store::Error::LeaseNotFound { .. }))) => {
+                            member.lessor.forget(id)
+                        }
+                        // Not leader any more, or shutting down: the next leader takes over.
+                        _ => break,
+                    }
+                }
+            }
+        });
+    }
+
+    /// Publishes this member's name and client URLs into the membership (a member added by
+    /// peer URLs alone has neither), as etcd members publish their attributes.
+    fn spawn_publish(&self) {
+        let member = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if member.is_stopping() {
+                    return;
+                }
+                let Some(listed) = member.members().into_iter().find(|listed| listed.id == member.config.id) else {
+                    continue;
+                };
+                if listed.node.name == member.config.name && listed.node.client_urls == member.config.client_urls {
+                    return;
+                }
+                let node = MemberNode {
+                    name: member.config.name.clone(),
+                    client_urls: member.config.client_urls.clone(),
+                    ..listed.node
+                };
+                let call = LeaderCall::UpdateMember { id: member.config.id, node };
+                if let Err(error) = member.call_leader(call).await {
+                    tracing::debug!(%error, "publishing member attributes failed; retrying");
+                }
+            }
+        });
     }
 }
 
-/// The network of a single-member cluster: there is nobody to call.
-struct NoPeers;
+fn unexpected(answer: &LeaderAnswer) -> MemberError {
+    MemberError::Raft(format!("unexpected answer from the leader: {answer:?}"))
+}
 
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeers;
-
-    async fn new_client(&mut self, _target: u64, _node: &BasicNode) -> NoPeers {
-        NoPeers
+/// The membership as `node` answers it, if `node` leads (only the leader serves the call).
+async fn ask_members(
+    channels: &PeerChannels,
+    node: &MemberNode,
+    timeout: Duration,
+) -> Result<Option<Vec<MemberInfo>>, MemberError> {
+    let mut client = channels.client(node).map_err(MemberError::Unreachable)?;
+    let mut request = tonic::Request::new(Frame { payload: crate::codec::encode(&LeaderCall::Members)? });
+    request.set_timeout(timeout);
+    let frame = client.call_leader(request).await.map_err(|status| MemberError::Unreachable(status.to_string()))?;
+    match crate::codec::decode::<Result<LeaderAnswer, MemberError>>(&frame.into_inner().payload, "members")? {
+        Ok(LeaderAnswer::Members(members)) => Ok(Some(members)),
+        _ => Ok(None),
     }
 }
 
-fn no_peer() -> Unreachable<TypeConfig> {
-    Unreachable::from_string("this member runs alone: the peer transport is not implemented yet")
+/// The id this member runs as: the one its data dir recorded; else, in a new cluster, the one
+/// its peer URLs give; else the one the running cluster's leader lists for its peer URLs.
+async fn resolve_member_id(config: &MemberConfig, channels: &PeerChannels) -> Result<u64, MemberError> {
+    if let Some(id) = identity::stored_member_id(&config.data_dir)? {
+        return Ok(id);
+    }
+    let id = match config.cluster_state {
+        ClusterState::New => {
+            let Some((_, urls)) = config.initial_cluster.iter().find(|(name, _)| *name == config.name) else {
+                return Err(MemberError::Io(format!(
+                    "--initial-cluster has no entry for this member's --name {:?}",
+                    config.name
+                )));
+            };
+            identity::initial_member_id(urls, &config.cluster_token)
+        }
+        ClusterState::Existing => find_self_in_cluster(config, channels).await?,
+    };
+    identity::store_member_id(&config.data_dir, id)?;
+    Ok(id)
 }
 
-impl RaftNetworkV2<TypeConfig> for NoPeers {
-    type SnapshotData = SnapshotFile;
-
-    async fn append_entries(
-        &mut self,
-        _request: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(no_peer()))
+async fn find_self_in_cluster(config: &MemberConfig, channels: &PeerChannels) -> Result<u64, MemberError> {
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let peers: Vec<MemberNode> = config
+        .initial_cluster
+        .iter()
+        .filter(|(_, urls)| !urls.iter().any(|url| config.peer_urls.contains(url)))
+        .map(|(name, urls)| MemberNode::new(name, urls.clone()))
+        .collect();
+    while tokio::time::Instant::now() < deadline {
+        for peer in &peers {
+            if let Ok(Some(members)) = ask_members(channels, peer, Duration::from_secs(2)).await {
+                let own = members
+                    .iter()
+                    .find(|member| member.node.peer_urls.iter().any(|url| config.peer_urls.contains(url)));
+                return match own {
+                    Some(member) => Ok(member.id),
+                    None => Err(MemberError::Io(format!(
+                        "the cluster does not list peer URLs {:?}: add this member first (etcdctl member add)",
+                        config.peer_urls
+                    ))),
+                };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-
-    async fn vote(
-        &mut self,
-        _request: VoteRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        Err(RPCError::Unreachable(no_peer()))
-    }
-
-    async fn full_snapshot(
-        &mut self,
-        _vote: VoteOf<TypeConfig>,
-        _snapshot: SnapshotOf<TypeConfig, SnapshotFile>,
-        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
-        _option: RPCOption,
-    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        Err(StreamingError::Unreachable(no_peer()))
-    }
+    Err(MemberError::Io("found no leader among the --initial-cluster peers to join".into()))
 }

@@ -131,6 +131,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMetaOf<TypeConfig>,
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
+        crate::failpoint("raft::snapshot::before_install")?;
         // Keep our own copy first: it becomes this member's current snapshot.
         let kept = self.snapshots.keep(meta, &snapshot.path)?;
         self.store.install_snapshot(&kept).map_err(store_error)?;

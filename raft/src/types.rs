@@ -33,9 +33,26 @@ pub enum Reply {
     NoCommand,
 }
 
+/// What the membership records about a member, as etcd's member list shows it. The name and
+/// client URLs arrive when the member publishes them after it starts (an added member has only
+/// its peer URLs until then).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberNode {
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+impl MemberNode {
+    pub fn new(name: &str, peer_urls: Vec<String>) -> Self {
+        MemberNode { name: name.to_string(), peer_urls, client_urls: Vec::new() }
+    }
+}
+
 openraft::declare_raft_types!(
-    /// keel's Raft types: node ids are u64, nodes carry their peer address.
+    /// keel's Raft types: node ids are u64 (etcd's member ids), nodes are [`MemberNode`]s.
     pub TypeConfig:
         D = Request,
         R = Reply,
+        Node = MemberNode,
 );

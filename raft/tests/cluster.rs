@@ -11,11 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::impls::BasicNode;
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft::{Config, Raft, SnapshotPolicy};
+use raft::MemberNode;
 use raft::{LogStore, Reply, Request, SnapshotFile, StateMachine, TypeConfig};
 use store::{Command, PutRequest, Response, Store};
 
@@ -53,7 +53,7 @@ struct Factory {
 impl RaftNetworkFactory<TypeConfig> for Factory {
     type Network = Client;
 
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Client {
+    async fn new_client(&mut self, target: u64, _node: &MemberNode) -> Client {
         Client { router: self.router.clone(), from: self.from, to: target }
     }
 }
@@ -133,8 +133,8 @@ impl Cluster {
             router.members.lock().unwrap().insert(id, member);
             stores.insert(id, store);
         }
-        let nodes: BTreeMap<u64, BasicNode> =
-            ids.iter().map(|id| (*id, BasicNode::new(format!("member-{id}")))).collect();
+        let nodes: BTreeMap<u64, MemberNode> =
+            ids.iter().map(|id| (*id, MemberNode::new(&format!("member-{id}"), Vec::new()))).collect();
         router.member(ids[0]).initialize(nodes).await.unwrap();
         Cluster { router, stores, _dir: dir }
     }
