@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::errors::{ChangeMembershipError, ClientWriteError, LinearizableReadError, RaftError};
 use openraft::{ChangeMembers, ReadPolicy};
 use serde::{Deserialize, Serialize};
 use store::Command;
@@ -116,8 +116,12 @@ impl Member {
         );
         let frame = match client.call_leader(request).await {
             Ok(frame) => frame.into_inner(),
-            // A read may go to the next leader; a write's fate is unknown, so the client decides.
-            Err(status) if read_only && status.code() == tonic::Code::Unavailable => {
+            // Never sent (no connection), or a read: safe to try the next leader. Otherwise a
+            // write's fate is unknown, and the client decides.
+            Err(status)
+                if status.code() == tonic::Code::Unavailable
+                    && (read_only || status.message().contains("connect error")) =>
+            {
                 return Err(MemberError::NotLeader { leader: None })
             }
             Err(status) if status.code() == tonic::Code::DeadlineExceeded => return Err(MemberError::Timeout),
@@ -190,9 +194,22 @@ impl Member {
         }
     }
 
+    /// Changes the membership; a change that collides with another one in flight (a member
+    /// publishing its URLs, say) was not applied, so it waits for that one and tries again.
     async fn change_membership(&self, change: ChangeMembers<u64, MemberNode>) -> Result<LeaderAnswer, MemberError> {
-        self.raft.change_membership(change, false).await.map_err(write_error)?;
-        Ok(LeaderAnswer::Done)
+        let deadline = Instant::now() + self.request_timeout();
+        loop {
+            match self.raft.change_membership(change.clone(), false).await {
+                Ok(_) => return Ok(LeaderAnswer::Done),
+                Err(RaftError::APIError(
+                    ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))
+                    | ClientWriteError::PreconditionFailed(_),
+                )) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(self.config.heartbeat_interval_ms)).await;
+                }
+                Err(error) => return Err(write_error(error)),
+            }
+        }
     }
 
     async fn add_member_here(

@@ -220,7 +220,8 @@ impl Member {
     }
 
     /// Writes the initial membership. Every first member does so with the same membership,
-    /// which openraft allows; the election that follows picks one leader.
+    /// which openraft allows (so it must be built from the shared flags alone: client URLs
+    /// are published later); the election that follows picks one leader.
     async fn bootstrap(&self) -> Result<(), MemberError> {
         if self.raft.is_initialized().await.map_err(raft_error)? {
             return Ok(());
@@ -230,16 +231,15 @@ impl Member {
             .config
             .initial_cluster
             .iter()
-            .map(|(name, urls)| {
-                let mut node = MemberNode::new(name, urls.clone());
-                // Its own client URLs are known already; the others publish theirs when they start.
-                if *name == self.config.name {
-                    node.client_urls = self.config.client_urls.clone();
-                }
-                (identity::initial_member_id(urls, token), node)
-            })
+            .map(|(name, urls)| (identity::initial_member_id(urls, token), MemberNode::new(name, urls.clone())))
             .collect();
-        self.raft.initialize(nodes).await.map_err(raft_error)
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            // A peer bootstrapped first and this member already took part (it voted): the
+            // membership it would have written is the one the peer wrote.
+            Err(openraft::errors::RaftError::APIError(openraft::errors::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(error) => Err(raft_error(error)),
+        }
     }
 
     async fn serve_peers(&self, address: SocketAddr) -> Result<(), MemberError> {
