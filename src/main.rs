@@ -66,6 +66,12 @@ struct StoreArgs {
     snapshot_count: u64,
     #[arg(long, default_value_t = 128)]
     max_txn_ops: usize,
+    /// Record leases' remaining TTLs, so a new leader does not restart them at full TTL.
+    #[arg(long, default_value_t = false)]
+    experimental_enable_lease_checkpoint: bool,
+    /// How often the leader records remaining lease TTLs, as a Go duration (`5m`, `30s`).
+    #[arg(long, default_value = "5m")]
+    experimental_lease_checkpoint_interval: String,
     /// etcd's backend quota; keel does not enforce one yet (see COMPAT.md), so only 0 (the
     /// default) is accepted.
     #[arg(long, default_value_t = 0)]
@@ -178,6 +184,32 @@ fn parse_initial_cluster(value: &str) -> Result<Vec<(String, Vec<String>)>, Stri
     Ok(members)
 }
 
+/// A Go duration as etcd's flags take them: `1h2m3s`, `500ms`, `30s`.
+fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("{text:?} is not a duration like 5m, 30s or 500ms");
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "h" => std::time::Duration::from_secs(3600),
+            "m" => std::time::Duration::from_secs(60),
+            "s" => std::time::Duration::from_secs(1),
+            "ms" => std::time::Duration::from_millis(1),
+            _ => return Err(invalid()),
+        };
+        total += unit * number as u32;
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
+}
+
 fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
     if args.quota_backend_bytes != 0 {
         return Err("keel store: --quota-backend-bytes is not implemented yet (see COMPAT.md)".into());
@@ -206,6 +238,9 @@ fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
         return Err("--election-timeout must be at least 5 times --heartbeat-interval".into());
     }
     config.snapshot_count = args.snapshot_count;
+    if args.experimental_enable_lease_checkpoint {
+        config.lease_checkpoint_interval = Some(go_duration(&args.experimental_lease_checkpoint_interval)?);
+    }
     config.store.max_txn_ops = args.max_txn_ops;
     Ok(config)
 }

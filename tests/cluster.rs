@@ -259,3 +259,59 @@ async fn a_crash_during_snapshot_install_recovers_on_restart() {
     cluster.assert_all_present(&written).await;
     cluster.assert_no_panics();
 }
+
+/// Keep-alives sent to a follower reach the leader's clocks, across a failover; once they
+/// stop, the new leader expires the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_kept_alive_through_a_follower_survive_failover_and_then_expire() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = (leader + 1) % 3;
+    let mut client = cluster.client(follower).await;
+    let lease = client.lease_grant(3, None).await.unwrap().id();
+    client.put("leased", "v", Some(etcd_client::PutOptions::new().with_lease(lease))).await.unwrap();
+    let (mut keeper, mut answers) = client.lease_keep_alive(lease).await.unwrap();
+    let keep_alive = tokio::spawn(async move {
+        loop {
+            keeper.keep_alive().await.unwrap();
+            let answer = answers.message().await.unwrap().unwrap();
+            assert!(answer.ttl() > 0, "lease {lease} was lost while kept alive");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    cluster.kill(leader);
+    cluster.wait_for_leader_other_than(Some(leader)).await;
+    // Twice the TTL, with keep-alives: the key must still be there.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!keep_alive.is_finished(), "the keep-alive loop failed");
+    let held = client.get("leased", None).await.unwrap();
+    assert_eq!(held.kvs().len(), 1, "a kept-alive lease expired across failover");
+    let ttl = client.lease_time_to_live(lease, None).await.unwrap();
+    assert!(ttl.ttl() > 0 && ttl.granted_ttl() == 3, "{ttl:?}");
+    keep_alive.abort();
+    let deadline = Instant::now() + support::WAIT;
+    while !client.get("leased", None).await.unwrap().kvs().is_empty() {
+        assert!(Instant::now() < deadline, "the lease never expired after keep-alives stopped");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.assert_no_panics();
+}
+
+/// With lease checkpoints, a new leader restarts a lease from its recorded remaining TTL,
+/// not from the full TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_resumes_leases_from_their_checkpointed_ttl() {
+    let flags = ["--experimental-enable-lease-checkpoint", "--experimental-lease-checkpoint-interval", "1s"];
+    let mut cluster = Cluster::start(3, &flags).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = (leader + 1) % 3;
+    let mut client = cluster.client(follower).await;
+    let lease = client.lease_grant(60, None).await.unwrap().id();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.kill(leader);
+    cluster.wait_for_leader_other_than(Some(leader)).await;
+    let ttl = client.lease_time_to_live(lease, None).await.unwrap();
+    // At least 3 s were checkpointed away; a restart from the full TTL would give 60 + grace.
+    assert!(ttl.ttl() > 0 && ttl.ttl() < 59, "remaining TTL after failover: {}", ttl.ttl());
+    cluster.assert_no_panics();
+}

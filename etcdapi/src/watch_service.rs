@@ -1,7 +1,9 @@
 //! etcd's Watch service: one gRPC stream is one `watch::WatchStream`, whose watchers all answer
 //! on it; requests (create, cancel, progress) and responses flow in both directions at once.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use etcd_client::proto::{PbEvent, PbWatchRequest, PbWatchRequestUnion, PbWatchResponse, PbWatchService};
 use store::{Change, EventKind, KeyRange};
@@ -9,7 +11,8 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 use watch::{CancelReason, ResponseBody, WatchHub, WatchRequest, WatchResponse, WatchStream};
 
-use crate::{convert, Context};
+use crate::{convert, Context, MAX_REQUEST_BYTES};
+use prost::Message;
 
 /// Feeds the watch hub from the state machine's applied batches.
 #[derive(Debug)]
@@ -43,31 +46,56 @@ impl PbWatchService for WatchService {
     type WatchStream = ResponseStream;
 
     async fn watch(&self, request: Request<Streaming<PbWatchRequest>>) -> Result<Response<ResponseStream>, Status> {
+        // kube-apiserver opens every watch with `hasleader=true`: such a stream ends with "no
+        // leader" when its member has been without one for a while, so the client moves on.
+        let requires_leader = request.metadata().get("hasleader").is_some_and(|value| value == "true");
         let mut inbound = request.into_inner();
         let mut stream = self.context.hub.open_stream();
         let (outbound, receiver) = mpsc::channel(OUTBOUND_RESPONSES_MAX);
         let context = self.context.clone();
         tokio::spawn(async move {
+            let election_timeout = Duration::from_millis(context.member.config.election_timeout_ms);
+            let mut leader_check = tokio::time::interval(election_timeout);
+            let mut leader_seen = Instant::now();
+            // Watches that asked for large revisions to be split (etcd's `fragment`).
+            let mut fragmenting = HashSet::new();
             loop {
                 tokio::select! {
                     request = inbound.message() => match request {
-                        Ok(Some(request)) => {
-                            if let Err(status) = handle(&mut stream, request).await {
+                        Ok(Some(request)) => match handle(&mut stream, request).await {
+                            Ok(Handled::Created { watch_id, fragment: true }) => {
+                                fragmenting.insert(watch_id);
+                            }
+                            Ok(Handled::Canceled { watch_id }) => {
+                                fragmenting.remove(&watch_id);
+                            }
+                            Ok(_) => {}
+                            Err(status) => {
                                 let _ = outbound.send(Err(status)).await;
                                 break;
                             }
-                        }
+                        },
                         // The client closed its side, or the connection broke.
                         _ => break,
                     },
                     response = stream.recv() => match response {
                         Some(response) => {
-                            if outbound.send(Ok(to_wire(&context, response))).await.is_err() {
+                            let fragment = fragmenting.contains(&response.watch_id);
+                            let wire = to_wire(&context, response);
+                            if send(&outbound, wire, fragment).await.is_err() {
                                 break;
                             }
                         }
                         None => break,
                     },
+                    _ = leader_check.tick(), if requires_leader => {
+                        if context.member.leader_id().is_some() {
+                            leader_seen = Instant::now();
+                        } else if leader_seen.elapsed() >= NO_LEADER_CHECKS * election_timeout {
+                            let _ = outbound.send(Err(Status::unavailable("etcdserver: no leader"))).await;
+                            break;
+                        }
+                    }
                 }
             }
         });
@@ -75,7 +103,44 @@ impl PbWatchService for WatchService {
     }
 }
 
-async fn handle(stream: &mut WatchStream, request: PbWatchRequest) -> Result<(), Status> {
+/// Election timeouts without a leader after which a `hasleader` watch stream ends (etcd: 3).
+const NO_LEADER_CHECKS: u32 = 3;
+
+/// Sends one response, split into fragments of at most the request size limit when the watch
+/// asked for that: each fragment but the last has `fragment` set, and the client joins them.
+async fn send(
+    outbound: &mpsc::Sender<Result<PbWatchResponse, Status>>,
+    mut wire: PbWatchResponse,
+    fragment: bool,
+) -> Result<(), mpsc::error::SendError<Result<PbWatchResponse, Status>>> {
+    if !fragment || wire.encoded_len() <= MAX_REQUEST_BYTES {
+        return outbound.send(Ok(wire)).await;
+    }
+    let events = std::mem::take(&mut wire.events);
+    let mut part = PbWatchResponse { fragment: true, ..wire.clone() };
+    let mut size = part.encoded_len();
+    for event in events {
+        let event_size = event.encoded_len() + 8;
+        if !part.events.is_empty() && size + event_size > MAX_REQUEST_BYTES {
+            let full = std::mem::replace(&mut part, PbWatchResponse { fragment: true, ..wire.clone() });
+            outbound.send(Ok(full)).await?;
+            size = part.encoded_len();
+        }
+        size += event_size;
+        part.events.push(event);
+    }
+    part.fragment = false;
+    outbound.send(Ok(part)).await
+}
+
+/// What a client request did to the stream's watch set.
+enum Handled {
+    Created { watch_id: i64, fragment: bool },
+    Canceled { watch_id: i64 },
+    Other,
+}
+
+async fn handle(stream: &mut WatchStream, request: PbWatchRequest) -> Result<Handled, Status> {
     match request.request_union {
         Some(PbWatchRequestUnion::CreateRequest(create)) => {
             if create.key.is_empty() {
@@ -92,18 +157,20 @@ async fn handle(stream: &mut WatchStream, request: PbWatchRequest) -> Result<(),
                 ..WatchRequest::new(range)
             };
             let watch_id = (create.watch_id != 0).then_some(create.watch_id);
-            stream.watch(watch_id, watch).await.map(|_| ()).map_err(|error| Status::invalid_argument(error.to_string()))
+            let watch_id =
+                stream.watch(watch_id, watch).await.map_err(|error| Status::invalid_argument(error.to_string()))?;
+            Ok(Handled::Created { watch_id, fragment: create.fragment })
         }
         Some(PbWatchRequestUnion::CancelRequest(cancel)) => {
             // etcd ignores a cancel of an unknown watch id.
             let _ = stream.cancel(cancel.watch_id).await;
-            Ok(())
+            Ok(Handled::Canceled { watch_id: cancel.watch_id })
         }
         Some(PbWatchRequestUnion::ProgressRequest(_)) => {
             stream.request_progress();
-            Ok(())
+            Ok(Handled::Other)
         }
-        None => Ok(()),
+        None => Ok(Handled::Other),
     }
 }
 

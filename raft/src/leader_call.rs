@@ -118,10 +118,7 @@ impl Member {
             Ok(frame) => frame.into_inner(),
             // Never sent (no connection), or a read: safe to try the next leader. Otherwise a
             // write's fate is unknown, and the client decides.
-            Err(status)
-                if status.code() == tonic::Code::Unavailable
-                    && (read_only || status.message().contains("connect error")) =>
-            {
+            Err(status) if read_only || status.message().contains("connect error") => {
                 return Err(MemberError::NotLeader { leader: None })
             }
             Err(status) if status.code() == tonic::Code::DeadlineExceeded => return Err(MemberError::Timeout),

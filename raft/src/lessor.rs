@@ -61,6 +61,18 @@ impl Lessor {
         Some(left.as_millis().div_ceil(1000) as i64)
     }
 
+    /// Every lease's remaining seconds (rounded up), for checkpoints.
+    pub fn remaining_all(&self) -> Vec<(i64, i64)> {
+        let now = Instant::now();
+        let deadlines = self.deadlines.lock().expect("lessor lock");
+        deadlines
+            .iter()
+            .map(|(id, deadline)| {
+                (*id, deadline.expires_at.saturating_duration_since(now).as_millis().div_ceil(1000) as i64)
+            })
+            .collect()
+    }
+
     pub fn forget(&self, id: i64) {
         self.deadlines.lock().expect("lessor lock").remove(&id);
     }

@@ -58,6 +58,10 @@ pub struct MemberConfig {
     pub election_timeout_ms: u64,
     /// `--snapshot-count`: entries applied between snapshots.
     pub snapshot_count: u64,
+    /// etcd's `--experimental-enable-lease-checkpoint` with its interval: the leader records
+    /// each lease's remaining TTL this often, so a new leader restarts it from there rather
+    /// than from the full TTL.
+    pub lease_checkpoint_interval: Option<Duration>,
     pub store: store::StoreOptions,
 }
 
@@ -78,6 +82,7 @@ impl MemberConfig {
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
             snapshot_count: 10_000,
+            lease_checkpoint_interval: None,
             // The Raft log is synced; the store's own writes need not be (they replay).
             store: store::StoreOptions { durability: store::Durability::Buffered, ..store::StoreOptions::default() },
         }
@@ -215,6 +220,9 @@ impl Member {
         }
         member.spawn_leadership_duties();
         member.spawn_lease_expiry();
+        if let Some(interval) = member.config.lease_checkpoint_interval {
+            member.spawn_lease_checkpoints(interval);
+        }
         member.spawn_publish();
         Ok(member)
     }
@@ -532,6 +540,31 @@ impl Member {
                         }
                         // Not leader any more, or shutting down: the next leader takes over.
                         _ => break,
+                    }
+                }
+            }
+        });
+    }
+
+    /// Records every lease's remaining TTL through the log while this member leads.
+    fn spawn_lease_checkpoints(&self, interval: Duration) {
+        let member = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if member.is_stopping() {
+                    return;
+                }
+                if !member.raft.is_leader() {
+                    continue;
+                }
+                for (id, remaining_ttl_seconds) in member.lessor.remaining_all() {
+                    let checkpoint = Command::LeaseCheckpoint { id, remaining_ttl_seconds };
+                    match member.serve_leader_call(LeaderCall::Write(checkpoint)).await {
+                        Ok(_) => {}
+                        Err(_) => break,
                     }
                 }
             }
