@@ -82,8 +82,9 @@ impl PbMaintenanceService for MaintenanceService {
     async fn hash_kv(&self, request: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
         let store = self.context.member.store();
         let hash = store.hash_kv(request.into_inner().revision).map_err(status::from_store)?;
+        // As etcd: the header carries the revision that was hashed (writes may land meanwhile).
         Ok(Response::new(PbHashKvResponse {
-            header: self.context.header(store.revision()),
+            header: self.context.header(hash.revision),
             hash: hash.hash,
             compact_revision: hash.compact_revision,
             hash_revision: hash.revision,
