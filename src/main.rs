@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+mod member_command;
+mod snapshot_command;
+
 #[derive(Debug, Parser)]
 #[command(name = "keel", version, about = "Kubernetes' control plane, rebuilt storage-first")]
 struct Cli {
@@ -23,6 +26,11 @@ enum Command {
     Store(StoreArgs),
     /// Opens a store data directory, checks it, and prints its revisions and hash.
     Inspect(DataDir),
+    /// Cluster membership through any member's etcd API (as `etcdctl member`).
+    Member(member_command::MemberArgs),
+    /// Snapshot files saved with `etcdctl snapshot save`: status and restore.
+    #[command(subcommand)]
+    Snapshot(snapshot_command::SnapshotCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -88,6 +96,8 @@ fn main() -> ExitCode {
         }
         Command::Store(args) => run_store(args),
         Command::Inspect(args) => inspect(&args),
+        Command::Member(args) => member_command::run(args),
+        Command::Snapshot(command) => snapshot_command::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

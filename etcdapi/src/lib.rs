@@ -12,6 +12,7 @@ mod convert;
 mod kv;
 mod lease;
 mod maintenance;
+mod snapshot_stream;
 mod status;
 mod watch_service;
 

@@ -94,7 +94,8 @@ impl PbMaintenanceService for MaintenanceService {
     type SnapshotStream = SnapshotStream;
 
     async fn snapshot(&self, _request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(not_yet("Snapshot"))
+        let chunks = crate::snapshot_stream::start(&self.context);
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(chunks))))
     }
 
     /// Hands leadership to the target voter and answers once it leads. etcd requires the call

@@ -19,6 +19,7 @@ mod log_store;
 mod member;
 mod peer_network;
 mod peer_service;
+mod restore;
 mod state_machine;
 mod types;
 
@@ -33,6 +34,7 @@ pub use leader_call::LeaseTimeToLive;
 pub use lessor::Lessor;
 pub use log_store::LogStore;
 pub use member::{ClusterState, Member, MemberConfig, MemberError, MemberInfo, MemberStatus};
+pub use restore::restore_snapshot;
 pub use state_machine::{ChangeListener, SnapshotBuilder, SnapshotFile, StateMachine};
 pub use types::{MemberNode, Reply, Request, TypeConfig};
 

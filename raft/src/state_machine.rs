@@ -25,7 +25,7 @@ pub trait ChangeListener: Send + Sync + 'static {
 
 /// What the store records as its applied position.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct RaftPosition {
+pub(crate) struct RaftPosition {
     last_applied: Option<LogIdOf<TypeConfig>>,
     membership: StoredMembershipOf<TypeConfig>,
 }
