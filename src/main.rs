@@ -74,6 +74,12 @@ struct StoreArgs {
     snapshot_count: u64,
     #[arg(long, default_value_t = 128)]
     max_txn_ops: usize,
+    /// `periodic` (keep a time window) or `revision` (keep a number of revisions).
+    #[arg(long, default_value = "periodic")]
+    auto_compaction_mode: String,
+    /// The window (`1h`, `30m`; a bare number is hours) or the revision count; 0 is off.
+    #[arg(long, default_value = "0")]
+    auto_compaction_retention: String,
     /// Record leases' remaining TTLs, so a new leader does not restart them at full TTL.
     #[arg(long, default_value_t = false)]
     experimental_enable_lease_checkpoint: bool,
@@ -220,6 +226,27 @@ fn go_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(total)
 }
 
+/// etcd's auto-compaction flags; a retention of 0 turns it off.
+fn auto_compaction(mode: &str, retention: &str) -> Result<Option<raft::AutoCompaction>, String> {
+    let retention = retention.trim();
+    match mode {
+        "revision" => {
+            let keep: i64 = retention
+                .parse()
+                .map_err(|_| format!("--auto-compaction-retention: {retention:?} is not a revision count"))?;
+            Ok((keep > 0).then_some(raft::AutoCompaction::Revisions(keep)))
+        }
+        "periodic" => {
+            let window = match retention.parse::<u64>() {
+                Ok(hours) => std::time::Duration::from_secs(hours * 3600),
+                Err(_) => go_duration(retention).map_err(|error| format!("--auto-compaction-retention: {error}"))?,
+            };
+            Ok((!window.is_zero()).then_some(raft::AutoCompaction::Window(window)))
+        }
+        other => Err(format!("--auto-compaction-mode: {other:?} is neither periodic nor revision")),
+    }
+}
+
 fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
     if args.quota_backend_bytes != 0 {
         return Err("keel store: --quota-backend-bytes is not implemented yet (see COMPAT.md)".into());
@@ -248,6 +275,7 @@ fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
         return Err("--election-timeout must be at least 5 times --heartbeat-interval".into());
     }
     config.snapshot_count = args.snapshot_count;
+    config.auto_compaction = auto_compaction(&args.auto_compaction_mode, &args.auto_compaction_retention)?;
     if args.experimental_enable_lease_checkpoint {
         config.lease_checkpoint_interval = Some(go_duration(&args.experimental_lease_checkpoint_interval)?);
     }

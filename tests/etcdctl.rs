@@ -37,6 +37,10 @@ fn peer_url_for(data_dir: &Path) -> String {
 
 impl KeelStore {
     fn start(data_dir: &Path, port: u16) -> KeelStore {
+        KeelStore::start_with(data_dir, port, &[])
+    }
+
+    fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> KeelStore {
         let endpoint = format!("127.0.0.1:{port}");
         // The peer port is recorded in the data dir's membership, so a restart reuses it.
         let peer_url = peer_url_for(data_dir);
@@ -47,6 +51,7 @@ impl KeelStore {
             .args(["--advertise-client-urls", &format!("http://{endpoint}")])
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--heartbeat-interval", "50", "--election-timeout", "300"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -293,4 +298,60 @@ fn etcdctl_snapshot_save_then_keel_snapshot_restore() {
     let status = keel(&["snapshot", "status", corrupt.to_str().unwrap()]);
     assert!(!status.status.success());
     assert!(String::from_utf8_lossy(&status.stderr).contains("sha256"), "{status:?}");
+}
+
+/// A plain HTTP/1.1 GET on the client port; returns (status line, body).
+fn http_get(endpoint: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(endpoint).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// etcd's HTTP endpoints beside gRPC on the client URL, and `etcdctl check datascale`, which
+/// reads /metrics.
+#[test]
+fn health_version_and_metrics_are_served_beside_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let keel = KeelStore::start(dir.path(), free_port());
+    keel.must(&["put", "k", "v"]);
+    let (status, body) = http_get(&keel.endpoint, "/health");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains(r#""health":"true""#), "{body}");
+    let (_, body) = http_get(&keel.endpoint, "/version");
+    assert!(body.contains(r#""etcdserver":"3.5.17""#), "{body}");
+    let (_, body) = http_get(&keel.endpoint, "/metrics");
+    for name in ["etcd_server_has_leader 1", "etcd_debugging_mvcc_current_revision 2", "process_resident_memory_bytes "]
+    {
+        assert!(body.contains(name), "{name} missing from:\n{body}");
+    }
+    let scale = keel.etcdctl(&["check", "datascale", "--load", "s"]);
+    assert!(String::from_utf8_lossy(&scale.stdout).contains("PASS"), "{scale:?}");
+}
+
+/// `--auto-compaction-mode periodic` with a short window compacts on its own, as etcd does.
+#[test]
+fn periodic_auto_compaction_compacts_old_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "2s"];
+    let keel = KeelStore::start_with(dir.path(), free_port(), &flags);
+    for index in 0..10 {
+        keel.must(&["put", "compacted", &index.to_string()]);
+    }
+    let mut compacted = false;
+    for _poll in 0..300 {
+        keel.must(&["put", "tick", "t"]);
+        let old = keel.etcdctl(&["get", "compacted", "--rev", "2"]);
+        if String::from_utf8_lossy(&old.stderr).contains("required revision has been compacted") {
+            compacted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(compacted, "revision 2 was never compacted");
+    // The newest value is still there.
+    assert_eq!(keel.must(&["get", "compacted", "--print-value-only"]), "9\n");
 }

@@ -9,6 +9,7 @@
 
 mod cluster;
 mod convert;
+mod http_endpoints;
 mod kv;
 mod lease;
 mod maintenance;
@@ -71,7 +72,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;
+    // HTTP/1.1 too, for the plain endpoints etcd serves on the same port.
     tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(tonic::service::Routes::from(http_endpoints::router(context.clone())))
         .add_service(PbKvServer::new(KvService::new(context.clone())).max_decoding_message_size(limit))
         .add_service(
             PbMaintenanceServer::new(MaintenanceService::new(context.clone())).max_decoding_message_size(limit),

@@ -11,6 +11,7 @@
 //! `leader_call.rs` (calls only the leader serves, sent on from any member), `member.rs`
 //! (a running replica), `lessor.rs` (lease clocks), `identity.rs` (member and cluster ids).
 
+mod auto_compaction;
 mod codec;
 mod identity;
 mod leader_call;
@@ -29,6 +30,7 @@ mod proto {
     tonic::include_proto!("keel.peer.v1");
 }
 
+pub use auto_compaction::AutoCompaction;
 pub use identity::{cluster_id, initial_member_id};
 pub use leader_call::LeaseTimeToLive;
 pub use lessor::Lessor;

@@ -62,6 +62,8 @@ pub struct MemberConfig {
     /// each lease's remaining TTL this often, so a new leader restarts it from there rather
     /// than from the full TTL.
     pub lease_checkpoint_interval: Option<Duration>,
+    /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention`.
+    pub auto_compaction: Option<crate::AutoCompaction>,
     pub store: store::StoreOptions,
 }
 
@@ -83,6 +85,7 @@ impl MemberConfig {
             election_timeout_ms: 1000,
             snapshot_count: 10_000,
             lease_checkpoint_interval: None,
+            auto_compaction: None,
             // The Raft log is synced; the store's own writes need not be (they replay).
             store: store::StoreOptions { durability: store::Durability::Buffered, ..store::StoreOptions::default() },
         }
@@ -223,6 +226,9 @@ impl Member {
         if let Some(interval) = member.config.lease_checkpoint_interval {
             member.spawn_lease_checkpoints(interval);
         }
+        if let Some(policy) = member.config.auto_compaction {
+            member.spawn_auto_compaction(policy);
+        }
         member.spawn_publish();
         Ok(member)
     }
@@ -284,7 +290,7 @@ impl Member {
         self.raft.metrics().borrow_watched().clone()
     }
 
-    fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         *self.stopping.borrow()
     }
 
