@@ -147,11 +147,13 @@ pub fn txn_request(request: PbTxnRequest) -> Result<TxnRequest, Status> {
     })
 }
 
-/// A txn response; `header` builds the header of each (nested) response from its revision.
+/// A txn response under `header`. As in etcd, each nested response's header carries only its
+/// revision.
 pub fn txn_response(
     response: store::TxnResponse,
-    header: &dyn Fn(i64) -> Option<etcd_client::proto::PbResponseHeader>,
+    header: Option<etcd_client::proto::PbResponseHeader>,
 ) -> PbTxnResponse {
+    let inner = |revision| Some(etcd_client::proto::PbResponseHeader { revision, ..Default::default() });
     let responses = response
         .responses
         .into_iter()
@@ -159,19 +161,22 @@ pub fn txn_response(
             response: Some(match op {
                 ResponseOp::Range(range) => {
                     let revision = range.revision;
-                    PbTxnOpResponse::ResponseRange(range_response(range, header(revision)))
+                    PbTxnOpResponse::ResponseRange(range_response(range, inner(revision)))
                 }
                 ResponseOp::Put(put) => {
                     let revision = put.revision;
-                    PbTxnOpResponse::ResponsePut(put_response(put, header(revision)))
+                    PbTxnOpResponse::ResponsePut(put_response(put, inner(revision)))
                 }
                 ResponseOp::DeleteRange(delete) => {
                     let revision = delete.revision;
-                    PbTxnOpResponse::ResponseDeleteRange(delete_response(delete, header(revision)))
+                    PbTxnOpResponse::ResponseDeleteRange(delete_response(delete, inner(revision)))
                 }
-                ResponseOp::Txn(txn) => PbTxnOpResponse::ResponseTxn(txn_response(txn, header)),
+                ResponseOp::Txn(txn) => {
+                    let revision = txn.revision;
+                    PbTxnOpResponse::ResponseTxn(txn_response(txn, inner(revision)))
+                }
             }),
         })
         .collect();
-    PbTxnResponse { header: header(response.revision), succeeded: response.succeeded, responses }
+    PbTxnResponse { header, succeeded: response.succeeded, responses }
 }

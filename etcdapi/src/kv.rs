@@ -93,9 +93,8 @@ impl PbKvService for KvService {
         // every write acknowledged before it, so its compares and reads are linearizable.
         match self.write(Command::Txn(txn)).await? {
             Response::Txn(response) => {
-                let context = self.context.clone();
-                let header = move |revision| context.header(revision);
-                Ok(tonic::Response::new(convert::txn_response(response, &header)))
+                let header = self.context.header(response.revision);
+                Ok(tonic::Response::new(convert::txn_response(response, header)))
             }
             other => Err(Status::internal(format!("txn answered {other:?}"))),
         }

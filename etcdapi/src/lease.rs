@@ -105,8 +105,15 @@ impl PbLeaseService for LeaseService {
         let request = request.into_inner();
         let member = &self.context.member;
         let answer = member.lease_time_to_live(request.id, request.keys).await.map_err(status::from_member)?;
+        // etcd answers an unknown lease with TTL -1 rather than an error.
         let Some(lease) = answer else {
-            return Err(status::from_store(store::Error::LeaseNotFound { lease_id: request.id }));
+            return Ok(Response::new(PbLeaseTimeToLiveResponse {
+                header: self.context.header(member.store().revision()),
+                id: request.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            }));
         };
         Ok(Response::new(PbLeaseTimeToLiveResponse {
             header: self.context.header(member.store().revision()),
