@@ -77,7 +77,7 @@ async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
     let follower = (leader + 1) % 3;
     cluster.kill(follower);
     let endpoints = vec![cluster.nodes[leader].endpoint()];
-    let writer = Writer::start(endpoints, "catch-up/");
+    let writer = Writer::start_many(endpoints, "catch-up/", 8);
     writer.wait_for_more(writes).await;
     let written = writer.finish().await;
     cluster.restart(follower);

@@ -357,43 +357,27 @@ pub struct Writer {
 
 impl Writer {
     pub fn start(endpoints: Vec<String>, prefix: &str) -> Writer {
+        Writer::start_many(endpoints, prefix, 1)
+    }
+
+    /// `concurrency` writers at once, each with its own keys, all recorded in one list.
+    pub fn start_many(endpoints: Vec<String>, prefix: &str, concurrency: usize) -> Writer {
         let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let prefix = prefix.to_string();
-        let task = {
-            let acknowledged = acknowledged.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut sequence = 0u64;
-                let mut member = 0usize;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let endpoint = &endpoints[member % endpoints.len()];
-                    let options = ConnectOptions::new()
-                        .with_connect_timeout(Duration::from_millis(300))
-                        .with_timeout(Duration::from_secs(3));
-                    let Ok(mut client) = Client::connect([endpoint.as_str()], Some(options)).await else {
-                        member += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
-                    loop {
-                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                            return;
-                        }
-                        let key = format!("{prefix}{sequence:08}");
-                        let value = format!("v{sequence}");
-                        sequence += 1;
-                        match client.put(key.as_str(), value.as_str(), None).await {
-                            Ok(_) => acknowledged.lock().unwrap().push((key, value)),
-                            Err(_) => {
-                                member += 1;
-                                break;
-                            }
-                        }
-                    }
-                }
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|task| {
+                let prefix = format!("{prefix}{task:02}-");
+                let endpoints = endpoints.clone();
+                let acknowledged = acknowledged.clone();
+                let stop = stop.clone();
+                tokio::spawn(write_until_stopped(endpoints, prefix, task, acknowledged, stop))
             })
-        };
+            .collect();
+        let task = tokio::spawn(async move {
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
         Writer { acknowledged, stop, task }
     }
 
@@ -401,12 +385,17 @@ impl Writer {
         self.acknowledged.lock().unwrap().len()
     }
 
-    /// Waits until `more` writes beyond the current count are acknowledged.
+    /// Waits until `more` writes beyond the current count are acknowledged; fails only if the
+    /// count stops moving for [`WAIT`].
     pub async fn wait_for_more(&self, more: usize) {
         let target = self.count() + more;
-        let deadline = Instant::now() + WAIT;
+        let (mut last, mut deadline) = (self.count(), Instant::now() + WAIT);
         while self.count() < target {
-            assert!(Instant::now() < deadline, "writes stalled at {} of {target}", self.count());
+            let count = self.count();
+            if count != last {
+                (last, deadline) = (count, Instant::now() + WAIT);
+            }
+            assert!(Instant::now() < deadline, "writes stalled at {count} of {target}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -416,5 +405,43 @@ impl Writer {
         self.task.await.unwrap();
         let written = self.acknowledged.lock().unwrap().clone();
         written
+    }
+}
+
+/// One writer: puts `prefix` + sequence number through the members round robin, moving on to
+/// the next member on an error, until stopped; records what was acknowledged.
+async fn write_until_stopped(
+    endpoints: Vec<String>,
+    prefix: String,
+    first_member: usize,
+    acknowledged: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut sequence = 0u64;
+    let mut member = first_member;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let endpoint = &endpoints[member % endpoints.len()];
+        let options =
+            ConnectOptions::new().with_connect_timeout(Duration::from_millis(300)).with_timeout(Duration::from_secs(3));
+        let Ok(mut client) = Client::connect([endpoint.as_str()], Some(options)).await else {
+            member += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        loop {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let key = format!("{prefix}{sequence:08}");
+            let value = format!("v{sequence}");
+            sequence += 1;
+            match client.put(key.as_str(), value.as_str(), None).await {
+                Ok(_) => acknowledged.lock().unwrap().push((key, value)),
+                Err(_) => {
+                    member += 1;
+                    break;
+                }
+            }
+        }
     }
 }
