@@ -86,6 +86,9 @@ struct StoreArgs {
     /// How often the leader records remaining lease TTLs, as a Go duration (`5m`, `30s`).
     #[arg(long, default_value = "5m")]
     experimental_lease_checkpoint_interval: String,
+    /// Unsafe, hidden: serve linearizable reads locally (proves the Jepsen checker finds stale reads).
+    #[arg(long, hide = true)]
+    unsafe_local_reads: bool,
     /// etcd's backend quota; keel does not enforce one yet (see COMPAT.md), so only 0 (the
     /// default) is accepted.
     #[arg(long, default_value_t = 0)]
@@ -275,6 +278,10 @@ fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
         return Err("--election-timeout must be at least 5 times --heartbeat-interval".into());
     }
     config.snapshot_count = args.snapshot_count;
+    config.unsafe_local_reads = args.unsafe_local_reads;
+    if args.unsafe_local_reads {
+        eprintln!("keel store: --unsafe-local-reads: linearizable reads are NOT linearizable (testing only)");
+    }
     config.auto_compaction = auto_compaction(&args.auto_compaction_mode, &args.auto_compaction_retention)?;
     if args.experimental_enable_lease_checkpoint {
         config.lease_checkpoint_interval = Some(go_duration(&args.experimental_lease_checkpoint_interval)?);

@@ -64,6 +64,9 @@ pub struct MemberConfig {
     pub lease_checkpoint_interval: Option<Duration>,
     /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention`.
     pub auto_compaction: Option<crate::AutoCompaction>,
+    /// **Unsafe, for testing the Jepsen checker only**: linearizable reads are served from the
+    /// local store without a read index, so a cut-off member answers stale data.
+    pub unsafe_local_reads: bool,
     pub store: store::StoreOptions,
 }
 
@@ -86,6 +89,7 @@ impl MemberConfig {
             snapshot_count: 10_000,
             lease_checkpoint_interval: None,
             auto_compaction: None,
+            unsafe_local_reads: false,
             // The Raft log is synced; the store's own writes need not be (they replay).
             store: store::StoreOptions { durability: store::Durability::Buffered, ..store::StoreOptions::default() },
         }
@@ -337,6 +341,9 @@ impl Member {
     /// linearizable read: the leader confirms its commit index with a quorum, then this member
     /// waits until it has applied that index). A member cut off from a quorum times out.
     pub async fn read_barrier(&self) -> Result<(), MemberError> {
+        if self.config.unsafe_local_reads {
+            return Ok(());
+        }
         let timeout = self.request_timeout();
         let barrier = async {
             let index = match self.call_leader(LeaderCall::ReadIndex).await? {
