@@ -89,8 +89,7 @@ struct StoreArgs {
     /// Unsafe, hidden: serve linearizable reads locally (proves the Jepsen checker finds stale reads).
     #[arg(long, hide = true)]
     unsafe_local_reads: bool,
-    /// etcd's backend quota; keel does not enforce one yet (see COMPAT.md), so only 0 (the
-    /// default) is accepted.
+    /// Refuse writes past this store size (etcd's NOSPACE alarm); 0 is no quota.
     #[arg(long, default_value_t = 0)]
     quota_backend_bytes: u64,
 }
@@ -251,9 +250,6 @@ fn auto_compaction(mode: &str, retention: &str) -> Result<Option<raft::AutoCompa
 }
 
 fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
-    if args.quota_backend_bytes != 0 {
-        return Err("keel store: --quota-backend-bytes is not implemented yet (see COMPAT.md)".into());
-    }
     let mut config = raft::MemberConfig::new(&args.name, args.data_dir.clone());
     config.peer_urls = url_list("initial-advertise-peer-urls", &args.initial_advertise_peer_urls)?;
     let listen_peer = url_list("listen-peer-urls", &args.listen_peer_urls)?;
@@ -278,6 +274,7 @@ fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
         return Err("--election-timeout must be at least 5 times --heartbeat-interval".into());
     }
     config.snapshot_count = args.snapshot_count;
+    config.quota_backend_bytes = args.quota_backend_bytes;
     config.unsafe_local_reads = args.unsafe_local_reads;
     if args.unsafe_local_reads {
         eprintln!("keel store: --unsafe-local-reads: linearizable reads are NOT linearizable (testing only)");

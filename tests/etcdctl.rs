@@ -355,3 +355,37 @@ fn periodic_auto_compaction_compacts_old_revisions() {
     // The newest value is still there.
     assert_eq!(keel.must(&["get", "compacted", "--print-value-only"]), "9\n");
 }
+
+/// `--quota-backend-bytes`: a write past the quota gets etcd's "database space exceeded" and
+/// raises NOSPACE (alarm list, endpoint status); reads and deletes go on; etcd's recovery
+/// (compact, defrag, alarm disarm) makes writes work again.
+#[test]
+fn the_storage_quota_raises_nospace_and_recovers_as_etcd_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let keel = KeelStore::start_with(dir.path(), free_port(), &["--quota-backend-bytes", "3000000"]);
+    let value = "x".repeat(200_000);
+    let mut refused = None;
+    for index in 0..100 {
+        let output = keel.etcdctl_with_input(&["put", &format!("big/{index:03}")], &value);
+        if !output.status.success() {
+            refused = Some(String::from_utf8_lossy(&output.stderr).to_string());
+            break;
+        }
+    }
+    let refused = refused.expect("the quota never refused a write");
+    assert!(refused.contains("etcdserver: mvcc: database space exceeded"), "{refused}");
+    assert!(keel.must(&["alarm", "list"]).contains("alarm:NOSPACE"));
+    assert!(keel.must(&["endpoint", "status"]).contains("alarm:NOSPACE"));
+    // Raised: even a small put is refused, reads and deletes are not.
+    assert!(keel.must_fail(&["put", "small", "1"]).contains("database space exceeded"));
+    assert!(!keel.must(&["get", "big/000", "--keys-only"]).is_empty());
+    keel.must(&["del", "big/", "--prefix"]);
+    let revision = keel.must(&["get", "big/000", "-w", "json"]);
+    let revision: i64 =
+        revision.split("\"revision\":").nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap();
+    keel.must(&["compaction", &revision.to_string()]);
+    keel.must(&["defrag"]);
+    keel.must(&["alarm", "disarm"]);
+    assert_eq!(keel.must(&["put", "small", "2"]), "OK\n");
+    assert_eq!(keel.must(&["alarm", "list"]), "");
+}

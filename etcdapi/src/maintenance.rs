@@ -1,10 +1,10 @@
-//! etcd's Maintenance service: Status, Hash, HashKV, Alarm (none raised) and Defragment
+//! etcd's Maintenance service: Status, Hash, HashKV, Alarm (NOSPACE) and Defragment
 //! (accepted); Snapshot, MoveLeader and Downgrade answer UNIMPLEMENTED until issue 5.
 
 use std::sync::Arc;
 
 use etcd_client::proto::{
-    PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
+    PbAlarmMember, PbAlarmRequest, PbAlarmResponse, PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest,
     PbDowngradeResponse, PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse, PbMaintenanceService,
     PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest, PbSnapshotResponse, PbStatusRequest,
     PbStatusResponse,
@@ -32,16 +32,17 @@ type SnapshotStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<P
 
 #[tonic::async_trait]
 impl PbMaintenanceService for MaintenanceService {
-    /// keel raises no alarms: there is no storage quota alarm yet (the quota is issue 5), and
-    /// corruption is reported as an error on the read that finds it. GET lists none; DEACTIVATE
-    /// of nothing succeeds; ACTIVATE is not supported.
+    /// The leader's alarms: NOSPACE once a write would pass `--quota-backend-bytes`. GET lists
+    /// them, DEACTIVATE (`etcdctl alarm disarm`) lowers them; ACTIVATE is not supported.
     async fn alarm(&self, request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
         // etcd's AlarmRequest actions: GET = 0, ACTIVATE = 1, DEACTIVATE = 2.
-        if request.into_inner().action == 1 {
+        let action = request.into_inner().action;
+        if action == 1 {
             return Err(not_yet("Alarm ACTIVATE"));
         }
+        let alarms = self.context.member.alarms(action == 2).await.map_err(status::from_member)?;
         let store = self.context.member.store();
-        Ok(Response::new(PbAlarmResponse { header: self.context.header(store.revision()), alarms: Vec::new() }))
+        Ok(Response::new(PbAlarmResponse { header: self.context.header(store.revision()), alarms: to_wire(&alarms) }))
     }
 
     async fn status(&self, _request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
@@ -58,15 +59,31 @@ impl PbMaintenanceService for MaintenanceService {
             raft_applied_index: raft.applied_index,
             db_size_in_use: size,
             is_learner: raft.is_learner,
+            // As etcd: raised alarms appear among the errors ("alarm:NOSPACE").
+            errors: match self.context.member.alarms(false).await {
+                Ok(alarms) if !alarms.is_empty() => vec!["alarm:NOSPACE".to_string()],
+                _ => Vec::new(),
+            },
             ..PbStatusResponse::default()
         }))
     }
 
-    /// Accepted: there is nothing to defragment, space returns through background compaction.
+    /// keel never needs a stop-the-world defrag (space returns through background compaction);
+    /// Defragment asks the engine to reclaim now what compaction freed, without blocking reads
+    /// or writes, so the etcd recovery from NOSPACE (compact, defrag, disarm) works unchanged.
     async fn defragment(
         &self,
         _request: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
+        let store = self.context.member.store().clone();
+        // First let requested compactions finish, so what they free is reclaimed too.
+        let reclaimed = tokio::task::spawn_blocking(move || {
+            store.wait_for_compaction()?;
+            store::Space::ALL.iter().try_for_each(|space| store.engine().reclaim_space(*space))
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?;
+        reclaimed.map_err(status::from_store)?;
         let store = self.context.member.store();
         Ok(Response::new(PbDefragmentResponse { header: self.context.header(store.revision()) }))
     }
@@ -113,4 +130,14 @@ impl PbMaintenanceService for MaintenanceService {
     async fn downgrade(&self, _request: Request<PbDowngradeRequest>) -> Result<Response<PbDowngradeResponse>, Status> {
         Err(not_yet("Downgrade"))
     }
+}
+
+/// etcd's AlarmMember list (alarm type NOSPACE = 1).
+fn to_wire(alarms: &[raft::Alarm]) -> Vec<PbAlarmMember> {
+    alarms
+        .iter()
+        .map(|alarm| match alarm {
+            raft::Alarm::NoSpace { member_id } => PbAlarmMember { member_id: *member_id, alarm: 1 },
+        })
+        .collect()
 }

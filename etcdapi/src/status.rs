@@ -39,6 +39,7 @@ pub fn from_member(error: MemberError) -> Status {
             (Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader")
         }
         E::BadTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),
+        E::NoSpace => (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
         E::Store(store_error) => return from_store(store_error.clone()),
         E::Membership(_) => return Status::failed_precondition(format!("etcdserver: {error}")),
         E::Unreachable(_) | E::Raft(_) | E::Io(_) => return Status::unavailable(format!("etcdserver: {error}")),

@@ -54,6 +54,9 @@ pub(crate) enum LeaderCall {
         to: u64,
     },
     Members,
+    Alarms {
+        disarm: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +68,7 @@ pub(crate) enum LeaderAnswer {
     TimeToLive(Option<LeaseTimeToLive>),
     MemberAdded(u64),
     Members(Vec<MemberInfo>),
+    Alarms(Vec<crate::member::Alarm>),
     Done,
 }
 
@@ -110,6 +114,7 @@ impl Member {
         let read_only = matches!(
             call,
             LeaderCall::ReadIndex
+                | LeaderCall::Alarms { disarm: false }
                 | LeaderCall::LeaseKeepAlive { .. }
                 | LeaderCall::LeaseTimeToLive { .. }
                 | LeaderCall::Members
@@ -133,12 +138,20 @@ impl Member {
             return Err(MemberError::NotLeader { leader: self.leader_id() });
         }
         match call {
-            LeaderCall::Write(command) => self.propose(command).await.map(LeaderAnswer::Written),
+            LeaderCall::Write(command) => {
+                if !self.quota.admits(&command, self.store.size_bytes()) {
+                    return Err(MemberError::NoSpace);
+                }
+                self.propose(command).await.map(LeaderAnswer::Written)
+            }
             LeaderCall::ReadIndex => {
                 let linearizer = self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await.map_err(read_error)?;
                 Ok(LeaderAnswer::ReadIndex(linearizer.read_log_id().index()))
             }
             LeaderCall::LeaseGrant { id, ttl_seconds } => {
+                if !self.quota.admits(&Command::LeaseGrant { id, ttl_seconds }, self.store.size_bytes()) {
+                    return Err(MemberError::NoSpace);
+                }
                 let result = self.propose(Command::LeaseGrant { id, ttl_seconds }).await?;
                 if result.is_ok() {
                     self.lessor.renew(id, ttl_seconds);
@@ -177,6 +190,17 @@ impl Member {
             }
             LeaderCall::TransferLeader { to } => self.transfer_leader_here(to).await,
             LeaderCall::Members => Ok(LeaderAnswer::Members(self.members())),
+            LeaderCall::Alarms { disarm } => {
+                if disarm {
+                    self.quota.disarm();
+                }
+                let alarms = if self.quota.alarmed() {
+                    vec![crate::member::Alarm::NoSpace { member_id: self.config.id }]
+                } else {
+                    Vec::new()
+                };
+                Ok(LeaderAnswer::Alarms(alarms))
+            }
         }
     }
 

@@ -64,6 +64,8 @@ pub struct MemberConfig {
     pub lease_checkpoint_interval: Option<Duration>,
     /// etcd's `--auto-compaction-mode` and `--auto-compaction-retention`.
     pub auto_compaction: Option<crate::AutoCompaction>,
+    /// etcd's `--quota-backend-bytes`; 0 is no quota (etcd's default would be 2 GiB).
+    pub quota_backend_bytes: u64,
     /// **Unsafe, for testing the Jepsen checker only**: linearizable reads are served from the
     /// local store without a read index, so a cut-off member answers stale data.
     pub unsafe_local_reads: bool,
@@ -90,6 +92,7 @@ impl MemberConfig {
             lease_checkpoint_interval: None,
             auto_compaction: None,
             unsafe_local_reads: false,
+            quota_backend_bytes: 0,
             // The Raft log is synced; the store's own writes need not be (they replay).
             store: store::StoreOptions { durability: store::Durability::Buffered, ..store::StoreOptions::default() },
         }
@@ -119,6 +122,8 @@ pub enum MemberError {
     LearnerNotReady,
     #[error("bad leader transferee")]
     BadTransferee,
+    #[error("database space exceeded")]
+    NoSpace,
     #[error("membership change: {0}")]
     Membership(String),
     #[error("raft: {0}")]
@@ -147,6 +152,12 @@ pub struct MemberInfo {
     pub is_learner: bool,
 }
 
+/// A raised alarm and the member that raised it (the leader that refused the write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Alarm {
+    NoSpace { member_id: u64 },
+}
+
 /// What etcd's Status reports about a member's Raft.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberStatus {
@@ -166,6 +177,7 @@ pub struct Member {
     pub(crate) store: Arc<Store>,
     pub(crate) lessor: Arc<Lessor>,
     pub(crate) channels: PeerChannels,
+    pub(crate) quota: Arc<crate::quota::Quota>,
     /// Set once on shutdown; the peer server and background tasks stop on it.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -217,8 +229,9 @@ impl Member {
         let network = PeerNetwork { channels: channels.clone() };
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, machine).await.map_err(raft_error)?;
         let (stopping, _) = tokio::sync::watch::channel(false);
-        let member =
-            Member { config, raft, store, lessor: Arc::new(Lessor::default()), channels, stopping: Arc::new(stopping) };
+        let quota = Arc::new(crate::quota::Quota::new(config.quota_backend_bytes));
+        let lessor = Arc::new(Lessor::default());
+        let member = Member { config, raft, store, lessor, channels, quota, stopping: Arc::new(stopping) };
         if let Some(address) = member.config.listen_peer {
             member.serve_peers(address).await?;
         }
@@ -411,6 +424,15 @@ impl Member {
         };
         let node = MemberNode { peer_urls, ..current.node };
         self.call_leader(LeaderCall::UpdateMember { id, node }).await.map(|_| ())
+    }
+
+    /// The raised alarms (NOSPACE is the only one keel raises), as the leader holds them;
+    /// `disarm` lowers them first.
+    pub async fn alarms(&self, disarm: bool) -> Result<Vec<Alarm>, MemberError> {
+        match self.call_leader(LeaderCall::Alarms { disarm }).await? {
+            LeaderAnswer::Alarms(alarms) => Ok(alarms),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Hands leadership to `to` (etcd's MoveLeader) and waits until it leads.
