@@ -20,8 +20,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Store replica + apiserver + control loops: a whole single-node cluster. For now the
-    /// store replica with its etcd API; the Kubernetes API arrives with issue 8.
-    Server(StoreArgs),
+    /// store replica with its etcd API and the Kubernetes API (plain HTTP); control loops follow.
+    Server(ServerArgs),
     /// A store replica serving etcd's v3 gRPC API; flags are etcd's.
     Store(StoreArgs),
     /// Opens a store data directory, checks it, and prints its revisions and hash.
@@ -98,10 +98,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _failpoints = install_failpoints();
     let result = match cli.command {
-        Command::Server(args) => {
-            eprintln!("keel server: the Kubernetes API is not implemented yet (issue 8); serving the store's etcd API");
-            run_store(args)
-        }
+        Command::Server(args) => run_server(args),
         Command::Store(args) => run_store(args),
         Command::Inspect(args) => inspect(&args),
         Command::Member(args) => member_command::run(args),
@@ -331,5 +328,88 @@ fn run_store(args: StoreArgs) -> Result<(), String> {
             return Err("keel store: the member has been permanently removed from the cluster".into());
         }
         served.map_err(|error| format!("keel store: serving {address}: {error}"))
+    })
+}
+
+/// `keel server`: the store's flags, plus kube-apiserver's for the Kubernetes API.
+#[derive(Debug, clap::Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The address the Kubernetes API listens on (kube-apiserver's flag).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: std::net::IpAddr,
+    /// The Kubernetes API's port (kube-apiserver's flag). Plain HTTP until TLS arrives.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Where the admin kubeconfig is written; default DATA_DIR/kubeconfig.yaml.
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// How often the apiserver compacts the store (to the revision of one interval ago); 0 never.
+    #[arg(long, default_value = "5m")]
+    etcd_compaction_interval: String,
+    /// An external etcd for the apiserver instead of keel's own store (not implemented yet).
+    #[arg(long)]
+    etcd_servers: Option<String>,
+}
+
+fn run_server(args: ServerArgs) -> Result<(), String> {
+    if let Some(servers) = &args.etcd_servers {
+        apiserver::EtcdStorage::connect(servers).map_err(|error| format!("keel server: {error}"))?;
+    }
+    let urls = url_list("listen-client-urls", &args.store.listen_client_urls)?;
+    let etcd_address = socket_address(&urls[0])?;
+    let config = member_config(&args.store)?;
+    let mut api_config = apiserver::ServerConfig::new(
+        args.write_kubeconfig.clone().unwrap_or_else(|| args.store.data_dir.join("kubeconfig.yaml")),
+    );
+    api_config.bind_address = args.bind_address;
+    api_config.port = args.secure_port;
+    api_config.compaction_interval = match args.etcd_compaction_interval.as_str() {
+        "0" => std::time::Duration::ZERO,
+        text => go_duration(text).map_err(|error| format!("--etcd-compaction-interval: {error}"))?,
+    };
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| error.to_string())?;
+    runtime.block_on(async move {
+        let store = raft::Member::open_store(&config).map_err(|error| format!("keel server: {error}"))?;
+        let hub = Arc::new(watch::WatchHub::new(store.clone(), watch::WatchOptions::default()));
+        let listener: Arc<dyn raft::ChangeListener> = Arc::new(etcdapi::HubListener(hub.clone()));
+        let member = raft::Member::start(config, store, Some(listener))
+            .await
+            .map_err(|error| format!("keel server: {error}"))?;
+        let storage = Arc::new(apiserver::NativeStorage::new(member.clone(), hub.clone()));
+        let api =
+            apiserver::Server::start(api_config, storage).await.map_err(|error| format!("keel server: {error}"))?;
+        eprintln!(
+            "keel server: etcd v3 API on {etcd_address}, Kubernetes API on http://{} (plain HTTP), data in {}\n\
+             keel server: admin kubeconfig: {}",
+            api.local_addr(),
+            args.store.data_dir.display(),
+            api.kubeconfig_path().display()
+        );
+        // SIGINT or SIGTERM stop both APIs, then the member.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = move || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            }
+        };
+        let context = etcdapi::Context::new(member.clone(), hub);
+        let etcd = tokio::spawn(etcdapi::serve(context, etcd_address, until_stopped()));
+        let kubernetes = tokio::spawn(api.serve(until_stopped()));
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|error| format!("keel server: {error}"))?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        let _ = stop.send(true);
+        let etcd = etcd.await.map_err(|error| error.to_string())?;
+        let kubernetes = kubernetes.await.map_err(|error| error.to_string())?;
+        let _ = member.shutdown().await;
+        etcd.map_err(|error| format!("keel server: serving {etcd_address}: {error}"))?;
+        kubernetes.map_err(|error| format!("keel server: {error}"))
     })
 }

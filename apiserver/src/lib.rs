@@ -1,1 +1,49 @@
+//! The Kubernetes API server over keel's store: REST for the served types, discovery, and the
+//! list/watch cache co-designed with the store (see ARCHITECTURE.md and `cache.rs`).
+//!
+//! **Architecture invariant:** this is the only crate that knows HTTP and Kubernetes types. It
+//! reaches the store through the [`Storage`] seam: in process over `raft` and `watch`
+//! ([`NativeStorage`]), later over an external etcd.
+//!
+//! A request's path: `api.rs` parses it (`route.rs`) and finds the resource in the registry table
+//! (`registry.rs`); reads come from the resource's watch cache (`list.rs`, `watch_http.rs`),
+//! writes go through `writer.rs` (decode, defaults, validation, a conditional store write).
 
+mod api;
+mod cache;
+mod cache_feed;
+mod cached_object;
+mod compaction;
+mod continue_token;
+mod defaults;
+mod discovery;
+mod error;
+mod http;
+mod json_patch;
+mod keys;
+mod kubeconfig;
+mod list;
+mod namespaces;
+mod object;
+mod openapi;
+mod patch;
+mod patch_strategy;
+mod registry;
+mod route;
+mod scale;
+mod selector;
+mod server;
+mod state;
+mod status;
+mod storage;
+mod storage_native;
+mod strategic_merge;
+mod table;
+mod validation;
+mod watch_http;
+mod writer;
+
+pub use error::{Error, Result};
+pub use server::{Server, ServerConfig};
+pub use storage::{EtcdStorage, FeedItem, RangePage, Storage, StorageError, StorageResult};
+pub use storage_native::NativeStorage;

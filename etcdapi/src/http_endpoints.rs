@@ -21,7 +21,20 @@ pub fn router(context: Arc<Context>) -> axum::Router {
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
+        .fallback(unimplemented_service)
         .with_state(context)
+}
+
+/// Any other path: a gRPC service keel does not serve (Auth, say) gets a gRPC UNIMPLEMENTED
+/// that names it, rather than an HTTP 404 clients report as a transport error.
+async fn unimplemented_service(uri: axum::http::Uri) -> impl IntoResponse {
+    let message = format!("keel: {} is not implemented (see COMPAT.md)", uri.path());
+    let headers = [
+        (header::CONTENT_TYPE, "application/grpc".to_string()),
+        (header::HeaderName::from_static("grpc-status"), "12".to_string()),
+        (header::HeaderName::from_static("grpc-message"), message.replace(' ', "%20")),
+    ];
+    (StatusCode::OK, headers)
 }
 
 /// Healthy when the member has a leader and a linearizable read succeeds in time.

@@ -8,11 +8,15 @@
 //! Cluster; the other services and RPCs answer UNIMPLEMENTED, as COMPAT.md lists.
 
 mod cluster;
+mod concurrency;
 mod convert;
+mod election;
 mod http_endpoints;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
+mod protos;
 mod snapshot_stream;
 mod status;
 mod watch_service;
@@ -27,8 +31,10 @@ use raft::Member;
 use watch::WatchHub;
 
 pub use cluster::ClusterService;
+pub use election::ElectionService;
 pub use kv::KvService;
 pub use lease::LeaseService;
+pub use lock::LockService;
 pub use maintenance::MaintenanceService;
 pub use watch_service::{HubListener, WatchService};
 
@@ -82,6 +88,14 @@ pub async fn serve(
         )
         .add_service(PbLeaseServer::new(LeaseService::new(context.clone())).max_decoding_message_size(limit))
         .add_service(PbClusterServer::new(ClusterService::new(context.clone())).max_decoding_message_size(limit))
+        .add_service(
+            protos::v3lockpb::lock_server::LockServer::new(LockService::new(context.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            protos::v3electionpb::election_server::ElectionServer::new(ElectionService::new(context.clone()))
+                .max_decoding_message_size(limit),
+        )
         .add_service(PbWatchServer::new(WatchService::new(context)).max_decoding_message_size(limit))
         .serve_with_shutdown(address, shutdown)
         .await

@@ -4,7 +4,7 @@
 //! blocks, where etcdctl looks for the trailer). `keel snapshot restore` reads it back.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use etcd_client::proto::PbSnapshotResponse;
@@ -45,7 +45,7 @@ fn internal(what: &str, error: impl std::fmt::Display) -> Status {
     Status::internal(format!("etcdserver: snapshot {what}: {error}"))
 }
 
-fn write_file(store: &store::Store, copy_dir: &PathBuf, file: &PathBuf) -> Result<(), Status> {
+fn write_file(store: &store::Store, copy_dir: &Path, file: &Path) -> Result<(), Status> {
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent).map_err(|error| internal("scratch dir", error))?;
     }
@@ -57,7 +57,7 @@ fn write_file(store: &store::Store, copy_dir: &PathBuf, file: &PathBuf) -> Resul
 }
 
 fn stream_file(
-    file: &PathBuf,
+    file: &Path,
     header: Option<etcd_client::proto::PbResponseHeader>,
     sender: &mpsc::Sender<Result<PbSnapshotResponse, Status>>,
 ) -> Result<(), Status> {
@@ -79,7 +79,7 @@ fn stream_file(
         hasher.update(&blob);
         sent += read as u64;
         let message = PbSnapshotResponse {
-            header: header.clone(),
+            header,
             remaining_bytes: total - sent,
             blob,
             version: crate::EMULATED_ETCD_VERSION.to_string(),
@@ -91,7 +91,7 @@ fn stream_file(
     let padding = vec![0u8; (padded - size) as usize];
     hasher.update(&padding);
     let message = PbSnapshotResponse {
-        header: header.clone(),
+        header,
         remaining_bytes: 32,
         blob: padding,
         version: crate::EMULATED_ETCD_VERSION.to_string(),

@@ -165,8 +165,12 @@ impl Member {
                 }
                 Ok(LeaderAnswer::Written(result))
             }
-            LeaderCall::LeaseKeepAlive { id } => Ok(LeaderAnswer::KeepAlive(self.lessor.keep_alive(id))),
+            LeaderCall::LeaseKeepAlive { id } => {
+                self.lessor_ready().await?;
+                Ok(LeaderAnswer::KeepAlive(self.lessor.keep_alive(id)))
+            }
             LeaderCall::LeaseTimeToLive { id, keys } => {
+                self.lessor_ready().await?;
                 let lease = self.store.lease(id)?;
                 let remaining = self.lessor.remaining_seconds(id);
                 let (Some(lease), Some(remaining_seconds)) = (lease, remaining) else {
@@ -202,6 +206,22 @@ impl Member {
                 Ok(LeaderAnswer::Alarms(alarms))
             }
         }
+    }
+
+    /// Waits until a new leader has restored the lease clocks, so a lease is never reported
+    /// lost in the moment between election and restoration.
+    async fn lessor_ready(&self) -> Result<(), MemberError> {
+        let deadline = Instant::now() + self.request_timeout();
+        while !self.lessor.is_ready() {
+            if !self.raft.is_leader() {
+                return Err(MemberError::NotLeader { leader: self.leader_id() });
+            }
+            if Instant::now() >= deadline {
+                return Err(MemberError::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
     }
 
     /// Proposes one command through this member's Raft (which must lead).

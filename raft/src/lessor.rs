@@ -5,6 +5,7 @@
 //! change of leader never expires a lease early.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct Lessor {
     deadlines: Mutex<HashMap<i64, Deadline>>,
+    /// Set once a new leader has restored every lease's clock: before that, an absent lease
+    /// may only mean "not restored yet", so keep-alives wait.
+    ready: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -32,10 +36,17 @@ impl Lessor {
             let expires_at = now + Duration::from_secs(remaining.max(0) as u64) + grace;
             deadlines.entry(lease.id).or_insert(Deadline { expires_at, ttl_seconds: lease.ttl_seconds });
         }
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether this leader's clocks are restored (see `promote`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 
     /// On losing leadership: the next leader keeps the clocks.
     pub fn demote(&self) {
+        self.ready.store(false, Ordering::Release);
         self.deadlines.lock().expect("lessor lock").clear();
     }
 

@@ -1,0 +1,229 @@
+//! The one HTTP handler: parses the path (`route.rs`) and runs the verb on the resource the
+//! registry table names. Every served type goes through the same code.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::http::{self, Output, Params};
+use crate::route::{self, ResourcePath, Route};
+use crate::state::ApiState;
+use crate::writer::{self, Part, WriteOptions, Written};
+use crate::{discovery, list, object, openapi, patch, scale, watch_http};
+
+pub async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let params = Params::from_query(parts.uri.query());
+    let path = parts.uri.path().to_string();
+    match serve(&state, &parts.method, &path, &parts.headers, &params, body).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(method = %parts.method, path, %error, "request failed");
+            error.into_response()
+        }
+    }
+}
+
+fn not_found() -> Response {
+    let status = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "the server could not find the requested resource", "reason": "NotFound",
+        "details": {}, "code": 404,
+    });
+    http::json_response(StatusCode::NOT_FOUND, &status)
+}
+
+fn ok(value: Value) -> Result<Response> {
+    Ok(http::json_response(StatusCode::OK, &value))
+}
+
+async fn serve(
+    state: &ApiState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    params: &Params,
+    body: Body,
+) -> Result<Response> {
+    let read_only = || {
+        if method == Method::GET || method == Method::HEAD {
+            Ok(())
+        } else {
+            Err(Error::MethodNotAllowed(format!("{method} is not supported on {path}")))
+        }
+    };
+    match route::parse(path) {
+        Route::CoreVersions => {
+            read_only()?;
+            ok(discovery::core_versions(&state.server_address))
+        }
+        Route::Groups => {
+            read_only()?;
+            ok(discovery::groups())
+        }
+        Route::Group(group) => discovery::group(&group).map_or_else(|| Ok(not_found()), ok),
+        Route::Resources { group, version } => {
+            discovery::resources(&group, version.as_str()).map_or_else(|| Ok(not_found()), ok)
+        }
+        Route::Version => ok(discovery::version()),
+        Route::Health(_) => Ok((StatusCode::OK, "ok").into_response()),
+        Route::OpenApiV3Root => ok(openapi::root()),
+        Route::OpenApiV3 { group, version } => openapi::document(&group, &version).map_or_else(|| Ok(not_found()), ok),
+        Route::OpenApiV2 | Route::UnknownResource(_) | Route::NotFound => Ok(not_found()),
+        Route::Resource(resource) => serve_resource(state, method, &resource, headers, params, body).await,
+    }
+}
+
+fn written(written: Written, info: &crate::registry::ResourceInfo, output: Output) -> Response {
+    let mut response = if written.body["kind"] == "Status" {
+        http::json_response(written.code, &written.body)
+    } else {
+        list::render_object(info, written.body, output, written.code)
+    };
+    for warning in written.warnings {
+        let text = format!("299 - {}", serde_json::to_string(&warning).expect("a string encodes"));
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            response.headers_mut().append("Warning", value);
+        }
+    }
+    response
+}
+
+async fn serve_resource(
+    state: &ApiState,
+    method: &Method,
+    resource: &ResourcePath,
+    headers: &HeaderMap,
+    params: &Params,
+    body: Body,
+) -> Result<Response> {
+    let info = resource.info;
+    let output = http::negotiate(headers, params)?;
+    let namespace = resource.namespace.as_deref();
+    if info.namespaced && namespace.is_none() && (resource.name.is_some() || *method != Method::GET) {
+        return Err(Error::MethodNotAllowed(format!(
+            "{method} on {} needs a namespace in the path (/namespaces/NAMESPACE/{})",
+            info.plural, info.plural
+        )));
+    }
+    let subresource = resource.subresource.as_deref();
+    let Some(name) = resource.name.as_deref() else {
+        return match *method {
+            Method::GET if params.flag("watch") => watch_http::watch(state, info, namespace, params, output).await,
+            Method::GET => list::list(state, info, namespace, params, output).await,
+            Method::POST => {
+                http::check_json_body(headers)?;
+                let value = http::parse_object(&http::read_body(body).await?)?;
+                let options = WriteOptions::from_params(params)?;
+                Ok(written(writer::create(state, info, namespace, value, options).await?, info, output))
+            }
+            Method::DELETE => delete_collection(state, info, namespace, params).await,
+            _ => Err(Error::MethodNotAllowed(format!("{method} is not supported on a collection"))),
+        };
+    };
+    match subresource {
+        None => {}
+        Some("status") if info.status_subresource => {}
+        Some("scale") if info.scale_subresource => {
+            return serve_scale(state, method, resource, name, headers, params, body).await
+        }
+        Some(_) => return Ok(not_found()),
+    }
+    let part = if subresource == Some("status") { Part::Status } else { Part::Main };
+    match *method {
+        Method::GET => {
+            let object = list::get(state, info, namespace, name, params).await?;
+            Ok(list::render_object(info, object, output, StatusCode::OK))
+        }
+        Method::PUT => {
+            http::check_json_body(headers)?;
+            let value = http::parse_object(&http::read_body(body).await?)?;
+            let options = WriteOptions::from_params(params)?;
+            Ok(written(writer::update(state, info, namespace, name, value, part, options).await?, info, output))
+        }
+        Method::PATCH => {
+            let patch_type = patch::patch_type(headers)?;
+            let patch_body = http::read_body(body).await?;
+            let options = WriteOptions::from_params(params)?;
+            let mut change = |current: Value| patch::apply(patch_type, &current, &patch_body);
+            let written_object =
+                writer::read_modify_write(state, info, namespace, name, part, options, &mut change).await?;
+            Ok(written(written_object, info, output))
+        }
+        Method::DELETE if subresource.is_none() => {
+            let body = http::read_body(body).await?;
+            let delete_options: Value = if body.is_empty() { json!({}) } else { http::parse_object(&body)? };
+            let options = WriteOptions::from_params(params)?;
+            Ok(written(writer::delete(state, info, namespace, name, &delete_options, options).await?, info, output))
+        }
+        _ => Err(Error::MethodNotAllowed(format!("{method} is not supported on {}", info.plural))),
+    }
+}
+
+async fn serve_scale(
+    state: &ApiState,
+    method: &Method,
+    resource: &ResourcePath,
+    name: &str,
+    headers: &HeaderMap,
+    params: &Params,
+    body: Body,
+) -> Result<Response> {
+    let info = resource.info;
+    let namespace = resource.namespace.as_deref();
+    let scaled = match *method {
+        Method::GET => return ok(scale::to_scale(&list::get(state, info, namespace, name, params).await?)),
+        Method::PUT => {
+            http::check_json_body(headers)?;
+            let wanted = http::parse_object(&http::read_body(body).await?)?;
+            let options = WriteOptions::from_params(params)?;
+            let mut change = |current: Value| scale::apply_scale(current, &wanted).map_err(Error::BadRequest);
+            writer::read_modify_write(state, info, namespace, name, Part::Main, options, &mut change).await?
+        }
+        Method::PATCH => {
+            let patch_type = patch::patch_type(headers)?;
+            let patch_body = http::read_body(body).await?;
+            let options = WriteOptions::from_params(params)?;
+            let mut change = |current: Value| {
+                let wanted = patch::apply(patch_type, &scale::to_scale(&current), &patch_body)?;
+                scale::apply_scale(current, &wanted).map_err(Error::BadRequest)
+            };
+            writer::read_modify_write(state, info, namespace, name, Part::Main, options, &mut change).await?
+        }
+        _ => return Err(Error::MethodNotAllowed(format!("{method} is not supported on {}/scale", info.plural))),
+    };
+    ok(scale::to_scale(&scaled.body))
+}
+
+/// DELETE on a collection: deletes what the selectors select, one object at a time.
+async fn delete_collection(
+    state: &ApiState,
+    info: &'static crate::registry::ResourceInfo,
+    namespace: Option<&str>,
+    params: &Params,
+) -> Result<Response> {
+    let page = list::page(state, info, namespace, params).await?;
+    let options = WriteOptions::from_params(params)?;
+    let mut deleted = Vec::new();
+    for item in &page.items {
+        let value = item.value();
+        let item_namespace = object::namespace(&value).to_string();
+        let item_namespace = (!item_namespace.is_empty()).then_some(item_namespace);
+        match writer::delete(state, info, item_namespace.as_deref(), item.name(), &json!({}), options).await {
+            Ok(_) => deleted.push(value),
+            Err(Error::NotFound(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    ok(json!({
+        "kind": format!("{}List", info.kind),
+        "apiVersion": info.api_version(),
+        "metadata": { "resourceVersion": page.revision.to_string() },
+        "items": deleted,
+    }))
+}

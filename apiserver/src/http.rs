@@ -1,0 +1,206 @@
+//! HTTP plumbing shared by the handlers: JSON answers, request bodies with their size limit,
+//! query parameters, and what the client's Accept header asks for.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The largest request body accepted (kube-apiserver's limit is 3 MiB too).
+pub const BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
+
+pub fn json_response(code: StatusCode, value: &Value) -> Response {
+    bytes_response(code, Bytes::from(serde_json::to_vec(value).expect("a JSON value encodes")))
+}
+
+pub fn bytes_response(code: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = code;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Reads a request body, refusing one over [`BODY_BYTES_MAX`] with RequestEntityTooLarge.
+pub async fn read_body(body: Body) -> Result<Bytes> {
+    axum::body::to_bytes(body, BODY_BYTES_MAX).await.map_err(|error| {
+        let too_large = std::error::Error::source(&error)
+            .is_some_and(|source| source.to_string().contains("length limit"))
+            || error.to_string().contains("length limit");
+        if too_large {
+            Error::RequestEntityTooLarge(format!("the request body exceeds the limit of {BODY_BYTES_MAX} bytes"))
+        } else {
+            Error::BadRequest(format!("reading the request body: {error}"))
+        }
+    })
+}
+
+/// Refuses a body in a format keel does not decode yet (protobuf, CBOR, YAML).
+pub fn check_json_body(headers: &HeaderMap) -> Result<()> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if matches!(media_type, "" | "application/json" | "*/*") {
+        return Ok(());
+    }
+    Err(Error::UnsupportedMediaType(format!(
+        "the body of the request was in an unknown format - accepted media types include: application/json \
+         (keel does not decode {media_type} yet)"
+    )))
+}
+
+/// Decodes a JSON object body.
+pub fn parse_object(body: &[u8]) -> Result<Value> {
+    if body.is_empty() {
+        return Err(Error::BadRequest("the request body is empty".into()));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| Error::BadRequest(format!("the body of the request could not be decoded: {error}")))?;
+    if !value.is_object() {
+        return Err(Error::BadRequest("the body of the request is not a JSON object".into()));
+    }
+    Ok(value)
+}
+
+/// Query parameters, first value of each.
+#[derive(Debug, Default, Clone)]
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn from_query(query: Option<&str>) -> Params {
+        let mut params = HashMap::new();
+        for pair in query.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            params.entry(decode_component(key)).or_insert_with(|| decode_component(value));
+        }
+        Params(params)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str).filter(|value| !value.is_empty())
+    }
+
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    pub fn number(&self, key: &str) -> Result<Option<i64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(text) => {
+                text.parse().map(Some).map_err(|_| Error::BadRequest(format!("{key}: {text:?} is not a number")))
+            }
+        }
+    }
+}
+
+/// Percent-decoding, with `+` as a space (form encoding, as Go's url.ParseQuery reads it).
+fn decode_component(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => out.push(b' '),
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        index += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a Table row carries besides its cells (`?includeObject=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncludeObject {
+    None,
+    Metadata,
+    Object,
+}
+
+/// The representation the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Json,
+    Table(IncludeObject),
+}
+
+/// Reads the Accept header: a `Table` from meta.k8s.io (v1 or v1beta1) if offered, else JSON.
+pub fn negotiate(headers: &HeaderMap, params: &Params) -> Result<Output> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()) else {
+        return Ok(Output::Json);
+    };
+    let mut json_acceptable = false;
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';').map(str::trim);
+        let media_type = parts.next().unwrap_or("");
+        let parameters: HashMap<&str, &str> = parts.filter_map(|part| part.split_once('=')).collect();
+        if !matches!(media_type, "application/json" | "*/*" | "application/*" | "") {
+            continue;
+        }
+        match parameters.get("as").copied() {
+            None => json_acceptable = true,
+            Some("Table")
+                if parameters.get("g").copied() == Some("meta.k8s.io")
+                    && matches!(parameters.get("v").copied(), Some("v1" | "v1beta1")) =>
+            {
+                let include = match params.get("includeObject") {
+                    Some("None") => IncludeObject::None,
+                    Some("Object") => IncludeObject::Object,
+                    _ => IncludeObject::Metadata,
+                };
+                return Ok(Output::Table(include));
+            }
+            Some(_) => {}
+        }
+    }
+    if json_acceptable {
+        Ok(Output::Json)
+    } else {
+        Err(Error::NotAcceptable(format!(
+            "only the following media types are accepted: application/json (asked for {accept})"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let params = Params::from_query(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&limit=5&watch=true&empty="));
+        assert_eq!(params.get("labelSelector"), Some("app=web,tier in (a)"));
+        assert_eq!(params.number("limit").unwrap(), Some(5));
+        assert!(params.flag("watch"));
+        assert_eq!(params.get("empty"), None);
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let mut headers = HeaderMap::new();
+        let params = Params::default();
+        assert_eq!(negotiate(&headers, &params).unwrap(), Output::Json);
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+            ),
+        );
+        assert_eq!(negotiate(&headers, &params).unwrap(), Output::Table(IncludeObject::Metadata));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf"));
+        assert!(negotiate(&headers, &params).is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! GET of a collection (LIST) and of one object, served from the watch cache.
+//!
+//! resourceVersion semantics, as kube-apiserver's:
+//! - unset: consistent. R = the store revision after a read barrier; wait until the cache has
+//!   applied R; answer from memory. If the cache does not get there within
+//!   [`crate::state::ApiState::cache_wait`], read the store at R instead.
+//! - "0": whatever the cache holds now.
+//! - N (NotOlderThan): wait until the cache reaches N, then answer from it.
+//! - N with resourceVersionMatch=Exact, and continue tokens whose revision the cache has moved
+//!   past: read from store history at that revision (410 Expired once compacted).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde_json::{json, Value};
+
+use crate::cached_object::CachedObject;
+use crate::continue_token::ContinueToken;
+use crate::error::{Error, ObjectRef, Result};
+use crate::http::{self, Output, Params};
+use crate::registry::ResourceInfo;
+use crate::selector::{FieldSelector, LabelSelector, ObjectFilter};
+use crate::state::{storage_error, ApiState};
+use crate::storage::StorageError;
+use crate::{cache_feed, keys, table, writer};
+
+/// A page read at one revision.
+#[derive(Debug)]
+pub struct Page {
+    pub items: Vec<Arc<CachedObject>>,
+    pub revision: i64,
+    /// The last key served when more may follow.
+    pub continue_after: Option<Bytes>,
+}
+
+pub fn filter(info: &ResourceInfo, params: &Params) -> Result<ObjectFilter> {
+    Ok(ObjectFilter {
+        labels: LabelSelector::parse(params.get("labelSelector").unwrap_or(""))?,
+        fields: FieldSelector::parse(params.get("fieldSelector").unwrap_or(""), info.selectable_fields)?,
+    })
+}
+
+/// Waits until the cache has loaded (revision > 0) or times out.
+async fn cache_ready(state: &ApiState, info: &ResourceInfo) -> Result<()> {
+    if state.cache(info).wait_for(1, state.cache_wait).await {
+        Ok(())
+    } else {
+        Err(Error::Timeout(format!("the {} cache is not loaded yet; try again", info.plural)))
+    }
+}
+
+/// Serves a LIST page per the request's resourceVersion, limit and continue.
+pub async fn page(state: &ApiState, info: &ResourceInfo, namespace: Option<&str>, params: &Params) -> Result<Page> {
+    let filter = filter(info, params)?;
+    let prefix = keys::collection_prefix(info, namespace);
+    let limit = params.number("limit")?.unwrap_or(0).max(0) as usize;
+    let cache = state.cache(info);
+    if let Some(text) = params.get("continue") {
+        let token = ContinueToken::decode(text)?;
+        let after = Bytes::from(format!("{}{}", info.key_prefix(), token.after_key));
+        if !after.starts_with(&prefix) {
+            return Err(Error::BadRequest("continue key is not valid: it belongs to another collection".into()));
+        }
+        if cache.revision() == token.revision {
+            let page = cache.list(&prefix, Some(&after), &filter, limit);
+            if page.revision == token.revision {
+                return Ok(Page { items: page.items, revision: page.revision, continue_after: page.continue_after });
+            }
+        }
+        return from_storage(state, info, &prefix, Some(after), token.revision, &filter, limit).await.map_err(
+            |error| {
+                match error {
+            Error::Expired(_) => Error::Expired(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new \
+                 list without the continue parameter."
+                    .into(),
+            ),
+            other => other,
+        }
+            },
+        );
+    }
+    let revision: Option<i64> =
+        match params.get("resourceVersion") {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                Error::BadRequest(format!("resourceVersion: Invalid value: {text:?}: must be a number"))
+            })?),
+        };
+    let exact = params.get("resourceVersionMatch") == Some("Exact");
+    match revision {
+        Some(0) => {
+            cache_ready(state, info).await?;
+        }
+        Some(wanted) if exact => return from_storage(state, info, &prefix, None, wanted, &filter, limit).await,
+        Some(wanted) => {
+            if !cache.wait_for(wanted, state.cache_wait).await {
+                return Err(Error::Timeout(format!(
+                    "Too large resource version: {wanted}, current: {}",
+                    cache.revision()
+                )));
+            }
+        }
+        None => {
+            let current = state
+                .storage
+                .current_revision()
+                .await
+                .map_err(|error| storage_error(ObjectRef::new(info, ""), error))?;
+            if !cache.wait_for(current, state.cache_wait).await {
+                tracing::warn!(resource = info.plural, current, "the cache is behind; listing from the store");
+                return from_storage(state, info, &prefix, None, current, &filter, limit).await;
+            }
+        }
+    }
+    let page = cache.list(&prefix, None, &filter, limit);
+    Ok(Page { items: page.items, revision: page.revision, continue_after: page.continue_after })
+}
+
+/// Reads a page from the store at `revision`, filtering as it goes.
+async fn from_storage(
+    state: &ApiState,
+    info: &ResourceInfo,
+    prefix: &Bytes,
+    after: Option<Bytes>,
+    revision: i64,
+    filter: &ObjectFilter,
+    limit: usize,
+) -> Result<Page> {
+    let end = keys::prefix_end(prefix);
+    let mut from = match after {
+        Some(after) => {
+            let mut next = after.to_vec();
+            next.push(0);
+            Bytes::from(next)
+        }
+        None => prefix.clone(),
+    };
+    let mut items = Vec::new();
+    loop {
+        let page = state.storage.range(from.clone(), end.clone(), revision, cache_feed::LOAD_PAGE_KEYS).await.map_err(
+            |error| match error {
+                StorageError::Compacted { .. } => Error::Expired(format!("too old resource version: {revision}")),
+                other => storage_error(ObjectRef::new(info, ""), other),
+            },
+        )?;
+        for kv in &page.kvs {
+            let object =
+                CachedObject::decode(info, kv.key.clone(), &kv.value, kv.mod_revision).map_err(Error::Internal)?;
+            if !filter.matches(&object) {
+                continue;
+            }
+            if limit > 0 && items.len() == limit {
+                let continue_after = items.last().map(|last: &Arc<CachedObject>| last.key.clone());
+                return Ok(Page { items, revision, continue_after });
+            }
+            items.push(Arc::new(object));
+        }
+        match (page.more, page.kvs.last()) {
+            (true, Some(last)) => {
+                let mut next = last.key.to_vec();
+                next.push(0);
+                from = Bytes::from(next);
+            }
+            _ => return Ok(Page { items, revision, continue_after: None }),
+        }
+    }
+}
+
+fn list_metadata(info: &ResourceInfo, page: &Page) -> Value {
+    let mut metadata = json!({ "resourceVersion": page.revision.to_string() });
+    if let Some(last) = &page.continue_after {
+        let relative = String::from_utf8_lossy(&last[info.key_prefix().len()..]).into_owned();
+        metadata["continue"] = json!(ContinueToken { revision: page.revision, after_key: relative }.encode());
+    }
+    metadata
+}
+
+/// The LIST answer: the cached encodings concatenated, or a Table.
+pub async fn list(
+    state: &ApiState,
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    params: &Params,
+    output: Output,
+) -> Result<Response> {
+    let page = page(state, info, namespace, params).await?;
+    let metadata = list_metadata(info, &page);
+    if let Output::Table(include) = output {
+        let objects: Vec<Value> = page.items.iter().map(|item| item.value()).collect();
+        return Ok(http::json_response(StatusCode::OK, &table::table(info, &objects, metadata, include)));
+    }
+    let head = json!({ "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata });
+    let head = serde_json::to_string(&head).expect("a JSON value encodes");
+    let items_bytes: usize = page.items.iter().map(|item| item.json.len() + 1).sum();
+    let mut body = BytesMut::with_capacity(head.len() + items_bytes + 16);
+    // `{"kind":..,"metadata":{..}` then `,"items":[...]}`: the head without its closing brace.
+    body.put_slice(&head.as_bytes()[..head.len() - 1]);
+    body.put_slice(b",\"items\":[");
+    for (index, item) in page.items.iter().enumerate() {
+        if index > 0 {
+            body.put_u8(b',');
+        }
+        body.put_slice(&item.json);
+    }
+    body.put_slice(b"]}");
+    Ok(http::bytes_response(StatusCode::OK, body.freeze()))
+}
+
+/// GET of one object: a linearizable read unless a resourceVersion lets the cache answer.
+pub async fn get(
+    state: &ApiState,
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    params: &Params,
+) -> Result<Value> {
+    if params.get("resourceVersion").is_some() {
+        cache_ready(state, info).await?;
+        let key = keys::object_key(info, namespace, name);
+        return state
+            .cache(info)
+            .get(&key)
+            .map(|object| object.value())
+            .ok_or_else(|| Error::NotFound(ObjectRef::new(info, name)));
+    }
+    let current = writer::current(state, info, namespace, name).await?;
+    writer::decode(&current.value, current.mod_revision)
+}
+
+/// One object as JSON or as a one-row Table.
+pub fn render_object(info: &ResourceInfo, object: Value, output: Output, code: StatusCode) -> Response {
+    match output {
+        Output::Json => http::json_response(code, &object),
+        Output::Table(include) => {
+            let metadata = json!({ "resourceVersion": crate::object::resource_version(&object) });
+            http::json_response(code, &table::table(info, &[object], metadata, include))
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The seam between the apiserver and its key-value store: etcd v3 semantics in a few calls, so
+//! the native store (in process, [`crate::storage_native::NativeStorage`]) and, later, an external
+//! etcd (`--etcd-servers`) plug in alike. Keys and values are opaque bytes here; what they hold is
+//! the apiserver's business (`keys.rs`, JSON objects).
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use store::{Event, KeyValue};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    /// A create found the key already there.
+    #[error("key exists")]
+    KeyExists,
+    #[error("key not found")]
+    KeyNotFound,
+    /// A conditional write or delete found another version; `current` is it.
+    #[error("the key was modified (now at revision {})", .current.mod_revision)]
+    Conflict { current: KeyValue },
+    /// A read at a revision compaction removed.
+    #[error("required revision {revision} has been compacted (compact revision {compact_revision})")]
+    Compacted { revision: i64, compact_revision: i64 },
+    /// No leader, a timeout: try again.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("storage: {0}")]
+    Internal(String),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// One page of a range read.
+#[derive(Debug, Clone, Default)]
+pub struct RangePage {
+    pub kvs: Vec<KeyValue>,
+    /// More keys follow the page.
+    pub more: bool,
+    /// The revision the page was read at.
+    pub revision: i64,
+}
+
+/// What a change feed delivers, in revision order.
+#[derive(Debug, Clone)]
+pub enum FeedItem {
+    /// Events (each with its previous version), then: every change up to `revision` has now been
+    /// delivered. Empty `events` is a pure progress notification.
+    Changes { events: Vec<Event>, revision: i64 },
+    /// The feed fell behind compaction and stopped; the consumer must list again.
+    Compacted { compact_revision: i64 },
+}
+
+/// etcd v3 semantics the apiserver needs.
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// The current version of a key (linearizable).
+    fn get(&self, key: Bytes) -> BoxFuture<'_, StorageResult<Option<KeyValue>>>;
+
+    /// Writes a key that must not exist; returns the new revision.
+    fn create(&self, key: Bytes, value: Bytes) -> BoxFuture<'_, StorageResult<i64>>;
+
+    /// Writes a key whose current version must have `expected_mod_revision`.
+    fn update(&self, key: Bytes, value: Bytes, expected_mod_revision: i64) -> BoxFuture<'_, StorageResult<i64>>;
+
+    /// Deletes a key whose current version must have `expected_mod_revision`.
+    fn delete(&self, key: Bytes, expected_mod_revision: i64) -> BoxFuture<'_, StorageResult<i64>>;
+
+    /// Up to `limit` keys (0: all) of [start, end) at `revision` (0: a linearizable read now).
+    fn range(&self, start: Bytes, end: Bytes, revision: i64, limit: i64) -> BoxFuture<'_, StorageResult<RangePage>>;
+
+    /// The store revision after everything committed before the call (a linearizable read).
+    fn current_revision(&self) -> BoxFuture<'_, StorageResult<i64>>;
+
+    /// Compacts history below `revision`.
+    fn compact(&self, revision: i64) -> BoxFuture<'_, StorageResult<()>>;
+
+    /// The changes of [start, end) from `start_revision` on, with previous versions, and a
+    /// progress notification at every revision (so the consumer always knows how current it is).
+    fn watch(
+        &self,
+        start: Bytes,
+        end: Bytes,
+        start_revision: i64,
+    ) -> BoxFuture<'_, StorageResult<mpsc::Receiver<FeedItem>>>;
+}
+
+/// An external etcd (`--etcd-servers`): not implemented yet, with an error that says so.
+#[derive(Debug)]
+pub struct EtcdStorage;
+
+impl EtcdStorage {
+    pub fn connect(servers: &str) -> StorageResult<EtcdStorage> {
+        Err(StorageError::NotImplemented(format!(
+            "--etcd-servers={servers}: running the apiserver over an external etcd is not implemented yet; \
+             keel server uses its own store"
+        )))
+    }
+}

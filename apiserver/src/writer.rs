@@ -1,0 +1,459 @@
+//! The write path shared by create, update, patch, delete and the subresources: decoding and
+//! checking the object, kube-apiserver's metadata rules, and the conditional store write that
+//! gives optimistic concurrency (a write names the revision it read; another one in between is
+//! a 409 Conflict).
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::error::{Error, ObjectRef, Result};
+use crate::http::Params;
+use crate::registry::ResourceInfo;
+use crate::state::{storage_error, ApiState};
+use crate::storage::StorageError;
+use crate::{defaults, keys, namespaces, object, validation};
+
+/// Attempts of a read-modify-write (patch, scale, finalizing delete) that lost a race.
+pub const CONFLICT_RETRIES_MAX: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+/// The write-related query parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+}
+
+impl WriteOptions {
+    pub fn from_params(params: &Params) -> Result<WriteOptions> {
+        let dry_run = match params.get("dryRun") {
+            None => false,
+            Some("All") => true,
+            Some(other) => return Err(Error::BadRequest(format!("unsupported dryRun value {other:?}: only All"))),
+        };
+        let field_validation = match params.get("fieldValidation") {
+            None | Some("Warn") => FieldValidation::Warn,
+            Some("Ignore") => FieldValidation::Ignore,
+            Some("Strict") => FieldValidation::Strict,
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "fieldValidation must be one of Ignore, Warn or Strict, not {other:?}"
+                )))
+            }
+        };
+        Ok(WriteOptions { dry_run, field_validation })
+    }
+}
+
+/// A successful write: the code, the object as stored (or the Status of a delete), and
+/// warnings for the `Warning` header.
+#[derive(Debug)]
+pub struct Written {
+    pub code: StatusCode,
+    pub body: Value,
+    pub warnings: Vec<String>,
+}
+
+/// Which part of an object a write may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The main resource: `.status` is kept where a status subresource exists.
+    Main,
+    /// `/status`: only `.status` changes.
+    Status,
+}
+
+/// The stored form: the object without its resourceVersion (the store revision is that).
+fn encode(value: &Value) -> Bytes {
+    let mut stored = value.clone();
+    if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        meta.remove("selfLink");
+    }
+    Bytes::from(serde_json::to_vec(&stored).expect("a JSON value encodes"))
+}
+
+/// A stored value as the API shows it.
+pub fn decode(stored: &[u8], revision: i64) -> Result<Value> {
+    let mut value: Value = serde_json::from_slice(stored)
+        .map_err(|error| Error::Internal(format!("a stored object is not JSON: {error}")))?;
+    object::set_resource_version(&mut value, revision);
+    Ok(value)
+}
+
+/// Sets apiVersion and kind, refusing a body of another kind.
+fn check_kind(info: &ResourceInfo, value: &mut Value) -> Result<()> {
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if (!kind.is_empty() && kind != info.kind) || (!api_version.is_empty() && api_version != info.api_version()) {
+        return Err(Error::BadRequest(format!(
+            "the API version in the data ({api_version}) and the kind ({kind}) do not match the resource {}/{} ({})",
+            info.api_version(),
+            info.plural,
+            info.kind
+        )));
+    }
+    value["apiVersion"] = json!(info.api_version());
+    value["kind"] = json!(info.kind);
+    Ok(())
+}
+
+/// Decodes through the k8s-openapi type; under Strict, unknown fields are an error.
+fn normalize(info: &ResourceInfo, value: Value, options: &WriteOptions, warnings: &mut Vec<String>) -> Result<Value> {
+    let normalized = (info.normalize)(value.clone())
+        .map_err(|error| Error::BadRequest(format!("the object could not be decoded as a {}: {error}", info.kind)))?;
+    if options.field_validation != FieldValidation::Ignore {
+        let unknown = validation::unknown_fields(&value, &normalized);
+        if !unknown.is_empty() {
+            let messages: Vec<String> = unknown.iter().map(|field| format!("unknown field {field:?}")).collect();
+            if options.field_validation == FieldValidation::Strict {
+                return Err(Error::BadRequest(format!("strict decoding error: {}", messages.join(", "))));
+            }
+            warnings.extend(messages);
+        }
+    }
+    Ok(normalized)
+}
+
+fn check_namespace(info: &ResourceInfo, value: &mut Value, namespace: Option<&str>) -> Result<()> {
+    let body_namespace = object::namespace(value).to_string();
+    let meta = object::metadata_mut(value);
+    if !info.namespaced {
+        meta.remove("namespace");
+        return Ok(());
+    }
+    let namespace =
+        namespace.ok_or_else(|| Error::BadRequest("a namespaced object needs a namespace in its path".into()))?;
+    if !body_namespace.is_empty() && body_namespace != namespace {
+        return Err(Error::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request".into(),
+        ));
+    }
+    meta.insert("namespace".into(), json!(namespace));
+    Ok(())
+}
+
+/// POST: a new object.
+pub async fn create(
+    state: &ApiState,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    mut value: Value,
+    options: WriteOptions,
+) -> Result<Written> {
+    let mut warnings = Vec::new();
+    check_kind(info, &mut value)?;
+    check_namespace(info, &mut value, namespace)?;
+    let meta = object::metadata_mut(&mut value);
+    if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|version| !version.is_empty()) {
+        return Err(Error::BadRequest("resourceVersion should not be set on objects to be created".into()));
+    }
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let generate_name = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
+    if name.is_empty() && !generate_name.is_empty() {
+        meta.insert("name".into(), json!(object::generated_name(&generate_name)));
+    }
+    meta.insert("uid".into(), json!(object::new_uid()));
+    meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
+    for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        meta.remove(field);
+    }
+    if info.tracks_generation {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    let mut value = normalize(info, value, &options, &mut warnings)?;
+    initial_status(info, &mut value);
+    if info.kind == "Job" {
+        defaults::job_selector(&mut value);
+    }
+    defaults::apply(info, &mut value);
+    validation::validate(info, &value, None)?;
+    let name = object::name(&value).to_string();
+    if let Some(namespace) = namespace.filter(|_| info.namespaced) {
+        namespaces::check_exists(state, namespace).await?;
+    }
+    let key = keys::object_key(info, namespace, &name);
+    if options.dry_run {
+        return Ok(Written { code: StatusCode::CREATED, body: value, warnings });
+    }
+    let revision = state
+        .storage
+        .create(key, encode(&value))
+        .await
+        .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?;
+    object::set_resource_version(&mut value, revision);
+    Ok(Written { code: StatusCode::CREATED, body: value, warnings })
+}
+
+/// What a create starts from: kube-apiserver's strategies reset status on create.
+fn initial_status(info: &ResourceInfo, value: &mut Value) {
+    match info.kind {
+        "Pod" => {
+            let qos = "BestEffort";
+            value["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        "Namespace" => {
+            value["status"] = json!({"phase": "Active"});
+            if value["spec"]["finalizers"].is_null() {
+                value["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+        }
+        "Service" => value["status"] = json!({"loadBalancer": {}}),
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+            if let Some(root) = value.as_object_mut() {
+                root.remove("status");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The current stored version of an object, or NotFound.
+pub async fn current(
+    state: &ApiState,
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<store::KeyValue> {
+    let key = keys::object_key(info, namespace, name);
+    state
+        .storage
+        .get(key)
+        .await
+        .map_err(|error| storage_error(ObjectRef::new(info, name), error))?
+        .ok_or_else(|| Error::NotFound(ObjectRef::new(info, name)))
+}
+
+/// PUT: replaces an object. A resourceVersion in the body must be the current one.
+pub async fn update(
+    state: &ApiState,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    mut value: Value,
+    part: Part,
+    options: WriteOptions,
+) -> Result<Written> {
+    check_kind(info, &mut value)?;
+    check_namespace(info, &mut value, namespace)?;
+    let body_name = object::name(&value);
+    if !body_name.is_empty() && body_name != name {
+        return Err(Error::BadRequest(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    object::metadata_mut(&mut value).insert("name".into(), json!(name));
+    let current = current(state, info, namespace, name).await?;
+    let wanted = object::resource_version(&value).to_string();
+    if !wanted.is_empty() && wanted != current.mod_revision.to_string() {
+        return Err(Error::modified(ObjectRef::new(info, name)));
+    }
+    replace(state, info, namespace, &current, value, part, options).await
+}
+
+/// Writes `value` over `current` (read at `current.mod_revision`): metadata rules, defaults,
+/// validation, then a write conditional on that revision. Also the end of patch and scale.
+pub async fn replace(
+    state: &ApiState,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    current: &store::KeyValue,
+    value: Value,
+    part: Part,
+    options: WriteOptions,
+) -> Result<Written> {
+    let mut warnings = Vec::new();
+    let old = decode(&current.value, current.mod_revision)?;
+    let name = object::name(&old).to_string();
+    let mut value = normalize(info, value, &options, &mut warnings)?;
+    keep_server_fields(info, &old, &mut value, part);
+    defaults::apply(info, &mut value);
+    validation::validate(info, &value, Some(&old))?;
+    let key = keys::object_key(info, namespace, &name);
+    let unchanged = encode(&value) == encode(&old);
+    if unchanged || options.dry_run {
+        object::set_resource_version(&mut value, current.mod_revision);
+        return Ok(Written { code: StatusCode::OK, body: value, warnings });
+    }
+    let object_ref = ObjectRef::new(info, &name);
+    // Removing the last finalizer of an object being deleted deletes it.
+    let terminating = object::metadata(&value).is_some_and(|meta| meta.contains_key("deletionTimestamp"));
+    if terminating && object::finalizers(&value).is_empty() {
+        let revision =
+            state.storage.delete(key, current.mod_revision).await.map_err(|error| storage_error(object_ref, error))?;
+        object::set_resource_version(&mut value, revision);
+        return Ok(Written { code: StatusCode::OK, body: value, warnings });
+    }
+    let revision = state
+        .storage
+        .update(key, encode(&value), current.mod_revision)
+        .await
+        .map_err(|error| storage_error(object_ref, error))?;
+    object::set_resource_version(&mut value, revision);
+    Ok(Written { code: StatusCode::OK, body: value, warnings })
+}
+
+/// What a client cannot change: identity, creation, deletion state; `.status` through the main
+/// resource or anything but `.status` through `/status`; and generation, which counts changes
+/// of `.spec`.
+fn keep_server_fields(info: &ResourceInfo, old: &Value, value: &mut Value, part: Part) {
+    if part == Part::Status {
+        let status = value.get("status").cloned();
+        let mut kept = old.clone();
+        match status {
+            Some(status) => kept["status"] = status,
+            None => {
+                if let Some(root) = kept.as_object_mut() {
+                    root.remove("status");
+                }
+            }
+        }
+        *value = kept;
+        return;
+    }
+    let old_meta = object::metadata(old).cloned().unwrap_or_default();
+    let meta = object::metadata_mut(value);
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        match old_meta.get(field) {
+            Some(kept) => meta.insert(field.to_string(), kept.clone()),
+            None => meta.remove(field),
+        };
+    }
+    if info.status_subresource {
+        match old.get("status") {
+            Some(status) => value["status"] = status.clone(),
+            None => {
+                if let Some(root) = value.as_object_mut() {
+                    root.remove("status");
+                }
+            }
+        }
+    }
+    if info.tracks_generation && old.get("spec") != value.get("spec") {
+        let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+        object::metadata_mut(value).insert("generation".into(), json!(generation));
+    }
+}
+
+/// Reads the object, changes it with `change`, and writes it back conditionally; retries when
+/// another write got in between, unless `change` pinned a resourceVersion.
+pub async fn read_modify_write(
+    state: &ApiState,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    part: Part,
+    options: WriteOptions,
+    change: &mut (dyn FnMut(Value) -> Result<Value> + Send),
+) -> Result<Written> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = current(state, info, namespace, name).await?;
+        let old = decode(&current.value, current.mod_revision)?;
+        let mut changed = change(old)?;
+        check_kind(info, &mut changed)?;
+        check_namespace(info, &mut changed, namespace)?;
+        if object::name(&changed) != name {
+            return Err(Error::BadRequest(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                object::name(&changed)
+            )));
+        }
+        let wanted = object::resource_version(&changed).to_string();
+        if !wanted.is_empty() && wanted != current.mod_revision.to_string() {
+            return Err(Error::modified(ObjectRef::new(info, name)));
+        }
+        match replace(state, info, namespace, &current, changed, part, options).await {
+            Err(Error::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => continue,
+            other => return other,
+        }
+    }
+}
+
+/// DELETE: removes an object, or marks it for deletion while finalizers remain.
+pub async fn delete(
+    state: &ApiState,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+    delete_options: &Value,
+    options: WriteOptions,
+) -> Result<Written> {
+    let object_ref = ObjectRef::new(info, name);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = current(state, info, namespace, name).await?;
+        let mut value = decode(&current.value, current.mod_revision)?;
+        let preconditions = &delete_options["preconditions"];
+        let uid = object::meta_str(&value, "uid").to_string();
+        if let Some(wanted) = preconditions["uid"].as_str().filter(|wanted| *wanted != uid) {
+            return Err(Error::Conflict {
+                object: object_ref,
+                detail: format!("Precondition failed: UID in precondition: {wanted}, UID in object meta: {uid}"),
+            });
+        }
+        if let Some(wanted) =
+            preconditions["resourceVersion"].as_str().filter(|wanted| *wanted != current.mod_revision.to_string())
+        {
+            return Err(Error::Conflict {
+                object: object_ref,
+                detail: format!(
+                    "Precondition failed: ResourceVersion in precondition: {wanted}, ResourceVersion in object meta: {}",
+                    current.mod_revision
+                ),
+            });
+        }
+        if options.dry_run {
+            return Ok(Written { code: StatusCode::OK, body: value, warnings: Vec::new() });
+        }
+        if info.kind == "Namespace" {
+            namespaces::delete_contents(state, name).await?;
+            // The namespace's own finalizer is the contents it just emptied.
+            if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("finalizers");
+            }
+        }
+        let key = keys::object_key(info, namespace, name);
+        if !object::finalizers(&value).is_empty() {
+            if object::metadata(&value).is_some_and(|meta| meta.contains_key("deletionTimestamp")) {
+                return Ok(Written { code: StatusCode::OK, body: value, warnings: Vec::new() });
+            }
+            let meta = object::metadata_mut(&mut value);
+            meta.insert("deletionTimestamp".into(), json!(object::now_rfc3339()));
+            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+            match state.storage.update(key, encode(&value), current.mod_revision).await {
+                Ok(revision) => {
+                    object::set_resource_version(&mut value, revision);
+                    return Ok(Written { code: StatusCode::OK, body: value, warnings: Vec::new() });
+                }
+                Err(StorageError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => continue,
+                Err(error) => return Err(storage_error(object_ref, error)),
+            }
+        }
+        match state.storage.delete(key, current.mod_revision).await {
+            Ok(revision) => {
+                // Pods and services answer with the deleted object, the rest with a Status.
+                let body = if matches!(info.kind, "Pod" | "Service") {
+                    object::set_resource_version(&mut value, revision);
+                    value
+                } else {
+                    crate::status::deleted(info.plural, info.group, name, &uid)
+                };
+                return Ok(Written { code: StatusCode::OK, body, warnings: Vec::new() });
+            }
+            Err(StorageError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => continue,
+            Err(error) => return Err(storage_error(object_ref, error)),
+        }
+    }
+}

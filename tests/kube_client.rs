@@ -1,0 +1,247 @@
+//! The `kube` crate against a real `keel server`: a reflector follows creates, updates and
+//! deletes; a watcher whose resourceVersion fell out of the apiserver's cache gets 410 Gone in
+//! the stream and lists again.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Api, Client, Config};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `keel server` process that can be restarted on the same ports and data.
+struct KeelServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    kubeconfig: PathBuf,
+}
+
+impl KeelServer {
+    fn start() -> KeelServer {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        let client = format!("http://127.0.0.1:{}", free_port());
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let args: Vec<String> = vec![
+            "server".into(),
+            "--data-dir".into(),
+            dir.path().join("data").to_str().unwrap().into(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client,
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer,
+            "--secure-port".into(),
+            free_port().to_string(),
+            "--write-kubeconfig".into(),
+            kubeconfig.to_str().unwrap().into(),
+        ];
+        let mut server = KeelServer { child: None, dir, args, kubeconfig };
+        server.run();
+        server
+    }
+
+    fn run(&mut self) {
+        let _ = std::fs::remove_file(&self.kubeconfig);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("keel.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(&self.args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start keel server");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while !self.kubeconfig.exists() {
+            assert!(Instant::now() < deadline, "keel server did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("keel.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM by PID, then waits for the process.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + WAIT;
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.wait();
+        }
+    }
+
+    async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+        Client::try_from(config).unwrap()
+    }
+}
+
+impl Drop for KeelServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config_map(name: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"test": "kube"}},
+        "data": {"step": "created"},
+    }))
+    .unwrap()
+}
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflector_follows_creates_updates_and_deletes() {
+    let server = KeelServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
+    api.create(&PostParams::default(), &config_map("existing")).await.unwrap();
+
+    let (reader, writer) = reflector::store();
+    let stream =
+        reflector(writer, watcher(api.clone(), watcher::Config::default().labels("test=kube"))).default_backoff();
+    let task = tokio::spawn(stream.for_each(|_| async {}));
+    tokio::time::timeout(WAIT, reader.wait_until_ready()).await.unwrap().unwrap();
+    let names = |reader: &reflector::Store<ConfigMap>| {
+        let mut names: Vec<String> = reader.state().iter().map(|cm| cm.metadata.name.clone().unwrap()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&reader), vec!["existing".to_string()], "the initial list");
+
+    api.create(&PostParams::default(), &config_map("fresh")).await.unwrap();
+    eventually("the reflector to see the create", || names(&reader).len() == 2).await;
+
+    let patch = serde_json::json!({"data": {"step": "updated"}});
+    api.patch("fresh", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let updated = || {
+        reader
+            .state()
+            .iter()
+            .any(|cm| cm.metadata.name.as_deref() == Some("fresh") && cm.data.as_ref().unwrap()["step"] == "updated")
+    };
+    eventually("the reflector to see the update", updated).await;
+
+    // Leaving the selector is a delete to this watcher.
+    let unlabel = serde_json::json!({"metadata": {"labels": {"test": null}}});
+    api.patch("existing", &PatchParams::default(), &Patch::Merge(&unlabel)).await.unwrap();
+    eventually("the reflector to drop the unlabelled object", || names(&reader) == vec!["fresh".to_string()]).await;
+
+    api.delete("fresh", &DeleteParams::default()).await.unwrap();
+    eventually("the reflector to see the delete", || names(&reader).is_empty()).await;
+    task.abort();
+}
+
+/// What the test watcher saw, simplified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Init,
+    InitApply(String),
+    InitDone,
+    Apply(String),
+    Delete(String),
+}
+
+fn seen(event: watcher::Event<ConfigMap>) -> Seen {
+    let name = |cm: &ConfigMap| cm.metadata.name.clone().unwrap();
+    match event {
+        watcher::Event::Init => Seen::Init,
+        watcher::Event::InitApply(cm) => Seen::InitApply(name(&cm)),
+        watcher::Event::InitDone => Seen::InitDone,
+        watcher::Event::Apply(cm) => Seen::Apply(name(&cm)),
+        watcher::Event::Delete(cm) => Seen::Delete(name(&cm)),
+    }
+}
+
+async fn next_seen(events: &mut tokio::sync::mpsc::UnboundedReceiver<Seen>, wanted: &Seen) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv()).await.unwrap_or_else(|_| panic!("no {wanted:?}"));
+        if event.as_ref() == Some(wanted) {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_relists_after_410_gone() {
+    let mut server = KeelServer::start();
+    let client = server.client().await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let stream = watcher(config_maps.clone(), watcher::Config::default()).default_backoff();
+    let task = tokio::spawn(stream.for_each(move |event| {
+        if let Ok(event) = event {
+            let _ = sender.send(seen(event));
+        }
+        async {}
+    }));
+    next_seen(&mut events, &Seen::InitDone).await;
+    let before = config_maps.create(&PostParams::default(), &config_map("before")).await.unwrap();
+    let before_revision = before.metadata.resource_version.clone().unwrap();
+    next_seen(&mut events, &Seen::Apply("before".into())).await;
+
+    // Other resources move the store past the watcher's last resourceVersion; after a restart
+    // the configmaps cache starts there, so the watcher's position is no longer in its history.
+    for index in 0..3 {
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("s{index}")}}))
+        .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+    }
+    server.stop();
+    server.run();
+
+    // 410 in the stream → the watcher lists again, and the list has the object.
+    next_seen(&mut events, &Seen::Init).await;
+    next_seen(&mut events, &Seen::InitApply("before".into())).await;
+    next_seen(&mut events, &Seen::InitDone).await;
+    // The same watch by hand: the 410 is an ERROR event in the stream, with an Expired Status.
+    let config_maps: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
+    let mut stream = config_maps.watch(&WatchParams::default(), &before_revision).await.unwrap().boxed();
+    match tokio::time::timeout(WAIT, stream.next()).await.unwrap() {
+        Some(Ok(WatchEvent::Error(status))) => {
+            assert_eq!(status.code, 410, "{status:?}");
+            assert_eq!(status.reason, "Expired", "{status:?}");
+        }
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    // And the watcher follows changes after its relist.
+    config_maps.delete("before", &DeleteParams::default()).await.unwrap();
+    next_seen(&mut events, &Seen::Delete("before".into())).await;
+    task.abort();
+}
