@@ -389,3 +389,32 @@ fn the_storage_quota_raises_nospace_and_recovers_as_etcd_does() {
     assert_eq!(keel.must(&["put", "small", "2"]), "OK\n");
     assert_eq!(keel.must(&["alarm", "list"]), "");
 }
+
+/// SIGTERM stops a member even while a client holds a watch stream open (the streams get a
+/// short grace period, then serving ends).
+#[test]
+fn sigterm_stops_a_member_with_open_watch_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keel = KeelStore::start(dir.path(), free_port());
+    let mut watcher = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &keel.endpoint, "watch", "held-open"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let terminated = Command::new("kill").args(["-TERM", &keel.child.id().to_string()]).status().unwrap();
+    assert!(terminated.success());
+    let mut exited = false;
+    for _poll in 0..300 {
+        if keel.child.try_wait().unwrap().is_some() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(exited, "keel store did not stop on SIGTERM with a watch open");
+}

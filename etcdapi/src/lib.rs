@@ -78,8 +78,15 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;
+    // Once `shutdown` resolves, open streams (watches, keep-alives, locks) get a grace period
+    // to end, then serving stops regardless, so a SIGTERM'd member never lingers.
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    };
     // HTTP/1.1 too, for the plain endpoints etcd serves on the same port.
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(tonic::service::Routes::from(http_endpoints::router(context.clone())))
         .add_service(PbKvServer::new(KvService::new(context.clone())).max_decoding_message_size(limit))
@@ -97,6 +104,18 @@ pub async fn serve(
                 .max_decoding_message_size(limit),
         )
         .add_service(PbWatchServer::new(WatchService::new(context)).max_decoding_message_size(limit))
-        .serve_with_shutdown(address, shutdown)
-        .await
+        .serve_with_shutdown(address, shutdown);
+    tokio::select! {
+        served = server => served,
+        () = async {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => Ok(()),
+    }
 }
+
+/// How long open streams may run on after shutdown begins.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
