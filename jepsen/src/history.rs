@@ -46,11 +46,14 @@ pub struct Event {
     /// The etcd revision of the response header, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
+    /// Why a `fail` or `info` completion did not succeed, for people reading the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Event {
     pub fn new(process: u64, kind: EventKind, time_ns: u64, op: Op) -> Self {
-        Event { process, kind, time_ns, op, revision: None }
+        Event { process, kind, time_ns, op, revision: None, error: None }
     }
 
     pub fn with_revision(mut self, revision: i64) -> Self {
@@ -86,6 +89,43 @@ pub enum Op {
     Txn {
         mops: Vec<MicroOp>,
     },
+    /// Grants a lease of `ttl` seconds; on completion `lease` is the granted id.
+    LeaseGrant {
+        ttl: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<i64>,
+    },
+    /// Puts `value` on `key` attached to `lease`.
+    LeasePut {
+        key: Key,
+        value: Value,
+        lease: i64,
+    },
+    LeaseRevoke {
+        lease: i64,
+    },
+    /// One keep-alive round trip; on completion `ttl` is the TTL the server answered (0 or less:
+    /// the lease is gone).
+    LeaseKeepAlive {
+        lease: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl: Option<i64>,
+    },
+    /// TimeToLive; on completion `ttl` is the remaining TTL, -1 when the lease is not found.
+    LeaseLookup {
+        lease: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl: Option<i64>,
+    },
+    /// Traffic no checker models (the mixed workload): `name` is the request (get, range, put,
+    /// delete, txn, compact, ...), `key` its key if it has one, `detail` what came back.
+    Other {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<Key>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 /// One step of a list-append transaction.
@@ -105,11 +145,11 @@ pub enum MicroOp {
 }
 
 impl Op {
-    /// The key of a register op; `None` for a transaction.
+    /// The key of a register op; `None` for any other op.
     pub fn key(&self) -> Option<Key> {
         match self {
             Op::Read { key, .. } | Op::Write { key, .. } | Op::Cas { key, .. } => Some(*key),
-            Op::Txn { .. } => None,
+            _ => None,
         }
     }
 
@@ -129,6 +169,13 @@ impl Op {
                         _ => false,
                     })
             }
+            (Op::LeaseGrant { ttl: a, .. }, Op::LeaseGrant { ttl: b, .. }) => a == b,
+            (Op::LeasePut { .. }, Op::LeasePut { .. }) | (Op::LeaseRevoke { .. }, Op::LeaseRevoke { .. }) => {
+                self == completion
+            }
+            (Op::LeaseKeepAlive { lease: a, .. }, Op::LeaseKeepAlive { lease: b, .. })
+            | (Op::LeaseLookup { lease: a, .. }, Op::LeaseLookup { lease: b, .. }) => a == b,
+            (Op::Other { name: a, key: ka, .. }, Op::Other { name: b, key: kb, .. }) => (a, ka) == (b, kb),
             _ => false,
         }
     }

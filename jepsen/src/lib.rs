@@ -1,14 +1,17 @@
 //! Black-box consistency testing of keel (and of a real etcd, for comparison), Jepsen style.
 //!
 //! A test has three parts:
-//! - a runner (a later step: a binary with process control, fault injection and etcd-client
+//! - a runner (the `jepsen` binary: process control, fault injection and etcd-client
 //!   workloads) starts a cluster, drives concurrent client processes against it while it kills,
 //!   pauses and partitions nodes, and records every op as it is invoked and completes;
 //! - [`history`]: that record, one JSON event per line, and the pairing of each invocation with
 //!   its completion;
 //! - the checkers, which read nothing but the history: [`linearizable`] with the [`register`]
-//!   model for single-key read/write/compare-and-set, and [`elle`] for list-append transactions,
-//!   whose cycle search scales to histories a linearizability search cannot finish.
+//!   model for single-key read/write/compare-and-set, [`elle`] for list-append transactions,
+//!   whose cycle search scales to histories a linearizability search cannot finish, [`leases`]
+//!   for keys on revoked or expired leases, and [`watches`] for what watchers received.
+//!
+//! The runner is the `jepsen` binary (`src/main.rs` and its modules; see JEPSEN.md).
 //!
 //! Keeping the checkers pure functions of a history file means a failing run can be re-checked,
 //! and the checkers tested, without a cluster.
@@ -16,5 +19,7 @@
 pub mod elle;
 mod graph;
 pub mod history;
+pub mod leases;
 pub mod linearizable;
 pub mod register;
+pub mod watches;

@@ -345,7 +345,7 @@ fn generate(seed: u64, processes: u64, keys: u64, count: usize) -> Vec<Generated
                         }
                         Op::Cas { key, expected, new, applied: Some(applied) }
                     }
-                    Op::Txn { .. } => unreachable!(),
+                    _ => unreachable!("the generator makes register ops only"),
                 };
             }
             (2, Op::Read { key, .. }) if op.kind == EventKind::Ok => {
@@ -467,7 +467,7 @@ fn brute_force(ops: &[Operation]) -> bool {
                     };
                     (RegisterInput::Cas { expected: *expected, new: *new }, output)
                 }
-                (Op::Txn { .. }, _) => unreachable!(),
+                _ => unreachable!("the generator makes register ops only"),
             };
             (op.call_ns, op.return_ns, done, input, output)
         })

@@ -1,0 +1,42 @@
+//! One file per workload; `run` connects and dispatches.
+
+mod leases;
+mod put;
+mod range;
+mod range_large;
+mod txn_cas;
+mod watch;
+
+use crate::cli::{Cli, Common, Workload};
+use crate::connections::Connections;
+use crate::driver::Load;
+use crate::report::Report;
+
+/// Runs the workload the command line names against its endpoints.
+pub async fn run(cli: &Cli) -> Result<Report, String> {
+    let common = &cli.common;
+    let connections = Connections::connect(&common.endpoints, common.conns, common.dial_timeout).await?;
+    match &cli.workload {
+        Workload::Put(args) => put::run(common, &connections, args).await,
+        Workload::Range(args) => range::run(common, &connections, args).await,
+        Workload::TxnCas(args) => txn_cas::run(common, &connections, args).await,
+        Workload::RangeLarge(args) => range_large::run(common, &connections, args).await,
+        Workload::Watch(args) => watch::run(common, &connections, args).await,
+        Workload::Leases(args) => leases::run(common, &connections, args).await,
+    }
+}
+
+/// The load the flags ask for; without --total or --duration, `default_total` operations.
+fn load(common: &Common, default_total: u64) -> Load {
+    let total = match (common.total, common.duration) {
+        (None, None) => Some(default_total),
+        (total, _) => total,
+    };
+    Load {
+        clients: common.clients,
+        total,
+        duration: common.duration,
+        rate: common.rate,
+        request_timeout: common.request_timeout,
+    }
+}
