@@ -92,6 +92,31 @@ struct StoreArgs {
     /// Refuse writes past this store size (etcd's NOSPACE alarm); 0 is no quota.
     #[arg(long, default_value_t = 0)]
     quota_backend_bytes: u64,
+    /// The client URL's TLS certificate (PEM); an https client URL needs it and --key-file.
+    #[arg(long)]
+    cert_file: Option<PathBuf>,
+    /// The key of --cert-file (PEM).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// The CA (PEM) that clients' certificates must be signed by, with --client-cert-auth.
+    #[arg(long)]
+    trusted_ca_file: Option<PathBuf>,
+    /// Require clients on the client URL to present a certificate signed by --trusted-ca-file.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    client_cert_auth: bool,
+    /// The peer URL's TLS certificate (PEM), also this member's identity towards https peers.
+    #[arg(long)]
+    peer_cert_file: Option<PathBuf>,
+    /// The key of --peer-cert-file (PEM).
+    #[arg(long)]
+    peer_key_file: Option<PathBuf>,
+    /// The CA (PEM) that signed the members' peer certificates: servers are checked against it,
+    /// and with --peer-client-cert-auth, so are the members calling this one.
+    #[arg(long)]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Require members calling this one to present a certificate signed by --peer-trusted-ca-file.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
+    peer_client_cert_auth: bool,
 }
 
 fn main() -> ExitCode {
@@ -155,18 +180,65 @@ fn inspect(args: &DataDir) -> Result<(), String> {
     Ok(())
 }
 
-/// `http://host:port` (or `host:port`) to a socket address.
+/// `http://host:port`, `https://host:port` (or `host:port`) to a socket address.
 fn socket_address(url: &str) -> Result<SocketAddr, String> {
-    let authority = url.trim().trim_start_matches("http://");
-    if url.starts_with("https://") {
-        return Err(format!("{url}: TLS is not implemented yet"));
-    }
+    let url = url.trim();
+    let authority = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or(url);
     use std::net::ToSocketAddrs;
     authority
         .to_socket_addrs()
         .map_err(|error| format!("{url}: {error}"))?
         .next()
         .ok_or_else(|| format!("{url}: no address"))
+}
+
+fn is_https(url: &str) -> bool {
+    url.trim().starts_with("https://")
+}
+
+/// TLS for the client URL, from `--cert-file`, `--key-file`, `--trusted-ca-file` and
+/// `--client-cert-auth`: only for an `https://` URL (etcd ignores the files for http ones).
+fn client_tls(args: &StoreArgs, url: &str) -> Result<Option<raft::TlsConfig>, String> {
+    if !is_https(url) {
+        return Ok(None);
+    }
+    let (Some(cert_file), Some(key_file)) = (&args.cert_file, &args.key_file) else {
+        return Err(format!("--listen-client-urls {url}: https needs --cert-file and --key-file"));
+    };
+    let tls = raft::TlsConfig::load("", cert_file, key_file, args.trusted_ca_file.as_deref(), args.client_cert_auth)?;
+    Ok(Some(tls))
+}
+
+/// TLS between members, from the `--peer-` flags: needed as soon as a peer URL is `https://`,
+/// both to serve (certificate and key) and to call the other members (which are checked
+/// against `--peer-trusted-ca-file`).
+fn peer_tls(args: &StoreArgs, config: &raft::MemberConfig) -> Result<Option<raft::TlsConfig>, String> {
+    let https_peers = config.listen_peer_tls
+        || config
+            .peer_urls
+            .iter()
+            .chain(config.initial_cluster.iter().flat_map(|(_, urls)| urls))
+            .any(|url| is_https(url));
+    match (&args.peer_cert_file, &args.peer_key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            if https_peers && args.peer_trusted_ca_file.is_none() {
+                return Err(
+                    "https peer URLs need --peer-trusted-ca-file (the CA that signed the members' peer certificates)"
+                        .into(),
+                );
+            }
+            let tls = raft::TlsConfig::load(
+                "peer-",
+                cert_file,
+                key_file,
+                args.peer_trusted_ca_file.as_deref(),
+                args.peer_client_cert_auth,
+            )?;
+            Ok(Some(tls))
+        }
+        _ if https_peers => Err("https peer URLs need --peer-cert-file and --peer-key-file".into()),
+        _ => Ok(None),
+    }
 }
 
 fn url_list(flag: &str, value: &str) -> Result<Vec<String>, String> {
@@ -254,6 +326,7 @@ fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
         return Err("keel store: more than one --listen-peer-urls is not implemented yet".into());
     }
     config.listen_peer = Some(socket_address(&listen_peer[0])?);
+    config.listen_peer_tls = is_https(&listen_peer[0]);
     config.client_urls = url_list("advertise-client-urls", &args.advertise_client_urls)?;
     config.initial_cluster = match &args.initial_cluster {
         Some(cluster) => parse_initial_cluster(cluster)?,
@@ -281,6 +354,7 @@ fn member_config(args: &StoreArgs) -> Result<raft::MemberConfig, String> {
         config.lease_checkpoint_interval = Some(go_duration(&args.experimental_lease_checkpoint_interval)?);
     }
     config.store.max_txn_ops = args.max_txn_ops;
+    config.peer_tls = peer_tls(args, &config)?;
     Ok(config)
 }
 
@@ -290,6 +364,7 @@ fn run_store(args: StoreArgs) -> Result<(), String> {
         return Err("keel store: more than one --listen-client-urls is not implemented yet".into());
     }
     let address = socket_address(&urls[0])?;
+    let tls = client_tls(&args, &urls[0])?;
     let config = member_config(&args)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| error.to_string())?;
@@ -300,9 +375,10 @@ fn run_store(args: StoreArgs) -> Result<(), String> {
         let member =
             raft::Member::start(config, store, Some(listener)).await.map_err(|error| format!("keel store: {error}"))?;
         eprintln!(
-            "keel store: member {} ({:x}) serving the etcd v3 API on {address} (data in {})",
+            "keel store: member {} ({:x}) serving the etcd v3 API on {address}{} (data in {})",
             args.name,
             member.config.id,
+            if tls.is_some() { " over TLS" } else { "" },
             args.data_dir.display()
         );
         let context = etcdapi::Context::new(member.clone(), hub);
@@ -322,7 +398,7 @@ fn run_store(args: StoreArgs) -> Result<(), String> {
                 }
             }
         };
-        let served = etcdapi::serve(context, address, shutdown).await;
+        let served = etcdapi::serve(context, address, tls, shutdown).await;
         let _ = member.shutdown().await;
         if removed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err("keel store: the member has been permanently removed from the cluster".into());
@@ -359,6 +435,7 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
     }
     let urls = url_list("listen-client-urls", &args.store.listen_client_urls)?;
     let etcd_address = socket_address(&urls[0])?;
+    let etcd_tls = client_tls(&args.store, &urls[0])?;
     let config = member_config(&args.store)?;
     let mut api_config = apiserver::ServerConfig::new(
         args.write_kubeconfig.clone().unwrap_or_else(|| args.store.data_dir.join("kubeconfig.yaml")),
@@ -397,7 +474,7 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
             }
         };
         let context = etcdapi::Context::new(member.clone(), hub);
-        let etcd = tokio::spawn(etcdapi::serve(context, etcd_address, until_stopped()));
+        let etcd = tokio::spawn(etcdapi::serve(context, etcd_address, etcd_tls, until_stopped()));
         let kubernetes = tokio::spawn(api.serve(until_stopped()));
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|error| format!("keel server: {error}"))?;

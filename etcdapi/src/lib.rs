@@ -4,8 +4,9 @@
 //! the `etcd-client` crate's `build-server` feature); everything below it speaks `store` and
 //! `raft` types. Error codes and messages are mapped to etcd's here and only here (`status.rs`).
 //!
-//! This step serves KV (Range, Put, DeleteRange, Txn, Compact), Watch, Lease, Maintenance and
-//! Cluster; the other services and RPCs answer UNIMPLEMENTED, as COMPAT.md lists.
+//! Served: KV, Watch, Lease, Cluster, Maintenance, Lock and Election (the last two generated
+//! from `proto/`), and `/health`, `/version`, `/metrics` on the same port; anything else (Auth)
+//! answers UNIMPLEMENTED naming the method, as COMPAT.md lists.
 
 mod cluster;
 mod concurrency;
@@ -71,12 +72,14 @@ impl Context {
     }
 }
 
-/// Serves the etcd API on `address` until `shutdown` resolves.
+/// Serves the etcd API on `address` until `shutdown` resolves: over TLS with `tls` (an
+/// `https://` client URL), else plain HTTP/2 (and HTTP/1.1 for the plain endpoints).
 pub async fn serve(
     context: Arc<Context>,
     address: SocketAddr,
+    tls: Option<raft::TlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;
     // Once `shutdown` resolves, open streams (watches, keep-alives, locks) get a grace period
     // to end, then serving stops regardless, so a SIGTERM'd member never lingers.
@@ -86,7 +89,7 @@ pub async fn serve(
         let _ = stopping.send(());
     };
     // HTTP/1.1 too, for the plain endpoints etcd serves on the same port.
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(tonic::service::Routes::from(http_endpoints::router(context.clone())))
         .add_service(PbKvServer::new(KvService::new(context.clone())).max_decoding_message_size(limit))
@@ -103,8 +106,17 @@ pub async fn serve(
             protos::v3electionpb::election_server::ElectionServer::new(ElectionService::new(context.clone()))
                 .max_decoding_message_size(limit),
         )
-        .add_service(PbWatchServer::new(WatchService::new(context)).max_decoding_message_size(limit))
-        .serve_with_shutdown(address, shutdown);
+        .add_service(PbWatchServer::new(WatchService::new(context)).max_decoding_message_size(limit));
+    let server = async move {
+        let served = match tls {
+            None => router.serve_with_shutdown(address, shutdown).await,
+            Some(tls) => {
+                let incoming = tls.bind(address).await?;
+                router.serve_with_incoming_shutdown(incoming, shutdown).await
+            }
+        };
+        served.map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+    };
     tokio::select! {
         served = server => served,
         () = async {

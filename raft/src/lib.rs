@@ -9,7 +9,8 @@
 //! `state_machine.rs` (the store as openraft's state machine, snapshots as files),
 //! `peer_network.rs` / `peer_service.rs` (the tonic transport between members),
 //! `leader_call.rs` (calls only the leader serves, sent on from any member), `member.rs`
-//! (a running replica), `lessor.rs` (lease clocks), `identity.rs` (member and cluster ids).
+//! (a running replica), `lessor.rs` (lease clocks), `identity.rs` (member and cluster ids),
+//! `tls.rs` (rustls for https peer and client URLs, as etcd's TLS flags set it up).
 
 mod auto_compaction;
 mod codec;
@@ -23,6 +24,7 @@ mod peer_service;
 mod quota;
 mod restore;
 mod state_machine;
+mod tls;
 mod types;
 
 /// The peer protocol generated from `proto/peer.proto`.
@@ -39,6 +41,7 @@ pub use log_store::LogStore;
 pub use member::{Alarm, ClusterState, Member, MemberConfig, MemberError, MemberInfo, MemberStatus};
 pub use restore::restore_snapshot;
 pub use state_machine::{ChangeListener, SnapshotBuilder, SnapshotFile, StateMachine};
+pub use tls::{TlsConfig, TlsIncoming};
 pub use types::{MemberNode, Reply, Request, TypeConfig};
 
 /// A named point where tests inject a crash or an error (the `failpoints` feature; a keel

@@ -47,6 +47,12 @@ pub struct MemberConfig {
     pub peer_urls: Vec<String>,
     /// `--listen-peer-urls` (the first); None runs no peer server (a lone in-process member).
     pub listen_peer: Option<SocketAddr>,
+    /// The listen peer URL is `https://`: the peer server speaks TLS with `peer_tls`.
+    pub listen_peer_tls: bool,
+    /// `--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file`,
+    /// `--peer-client-cert-auth`: the peer server's certificate, and this member's identity
+    /// (and the CA it checks servers against) when it calls `https://` peers.
+    pub peer_tls: Option<crate::TlsConfig>,
     /// `--advertise-client-urls`, published in the membership for MemberList.
     pub client_urls: Vec<String>,
     /// `--initial-cluster`: every first member's name and peer URLs.
@@ -83,6 +89,8 @@ impl MemberConfig {
             initial_cluster: vec![(name.to_string(), peer_urls.clone())],
             peer_urls,
             listen_peer: None,
+            listen_peer_tls: false,
+            peer_tls: None,
             client_urls: vec!["http://localhost:2379".to_string()],
             cluster_state: ClusterState::New,
             cluster_token: "etcd-cluster".to_string(),
@@ -208,7 +216,7 @@ impl Member {
         listener: Option<Arc<dyn ChangeListener>>,
     ) -> Result<Member, MemberError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let channels = PeerChannels::default();
+        let channels = PeerChannels::new(config.peer_tls.as_ref());
         let first_start = identity::stored_member_id(&config.data_dir)?.is_none();
         config.id = resolve_member_id(&config, &channels).await?;
         let log = LogStore::open(config.data_dir.join("raft-log"))?;
@@ -226,7 +234,10 @@ impl Member {
         }
         .validate()
         .map_err(raft_error)?;
-        let network = PeerNetwork { channels: channels.clone() };
+        let network = PeerNetwork {
+            channels: channels.clone(),
+            rpc_timeout_floor: Duration::from_millis(config.election_timeout_ms),
+        };
         let raft = Raft::new(config.id, Arc::new(raft_config), network, log, machine).await.map_err(raft_error)?;
         let (stopping, _) = tokio::sync::watch::channel(false);
         let quota = Arc::new(crate::quota::Quota::new(config.quota_backend_bytes));
@@ -274,6 +285,15 @@ impl Member {
     }
 
     async fn serve_peers(&self, address: SocketAddr) -> Result<(), MemberError> {
+        let tls = match (self.config.listen_peer_tls, &self.config.peer_tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls.clone()),
+            (true, None) => {
+                return Err(MemberError::Io(format!(
+                    "listening for peers on https://{address} needs --peer-cert-file and --peer-key-file"
+                )))
+            }
+        };
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|error| MemberError::Io(format!("listening for peers on {address}: {error}")))?;
@@ -282,15 +302,18 @@ impl Member {
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let mut stopping = self.stopping.subscribe();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         tokio::spawn(async move {
             let stop = async move {
                 let _ = stopping.wait_for(|stopping| *stopping).await;
             };
-            let served = tonic::transport::Server::builder()
-                .add_service(server)
-                .serve_with_incoming_shutdown(incoming, stop)
-                .await;
+            let router = tonic::transport::Server::builder().add_service(server);
+            let served = match tls {
+                None => {
+                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                    router.serve_with_incoming_shutdown(incoming, stop).await
+                }
+                Some(tls) => router.serve_with_incoming_shutdown(tls.incoming(listener), stop).await,
+            };
             if let Err(error) = served {
                 tracing::error!(%error, "the peer server stopped");
             }
@@ -492,22 +515,31 @@ impl Member {
     /// then exits with "the member has been permanently removed from the cluster").
     pub async fn removed(&self) {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
+        // Only a member that has seen itself listed can be removed: one that joins catches up
+        // through older memberships (a snapshot's, earlier log entries) that do not list it yet.
+        let mut listed = false;
         loop {
             tick.tick().await;
             if self.is_stopping() {
                 std::future::pending::<()>().await;
             }
             let members = self.members();
-            if !members.is_empty() && !members.iter().any(|member| member.id == self.config.id) {
+            let here = members.iter().any(|member| member.id == self.config.id);
+            listed |= here;
+            if !listed {
+                continue;
+            }
+            if !here && !members.is_empty() {
                 return;
             }
-            // A removed member may never receive the entry that removes it: ask the leader.
             if !self.raft.is_leader() && self.removed_per_leader(&members).await {
                 return;
             }
         }
     }
 
+    /// Whether the leader's membership leaves this member out (a removed member may never
+    /// receive the entry that removes it).
     async fn removed_per_leader(&self, members: &[MemberInfo]) -> bool {
         for member in members.iter().filter(|member| member.id != self.config.id) {
             if let Ok(Some(listed)) = ask_members(&self.channels, &member.node, Duration::from_secs(1)).await {

@@ -17,12 +17,13 @@ use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::codec;
 use crate::proto::peer_client::PeerClient;
 use crate::proto::{Frame, SnapshotChunk};
 use crate::state_machine::SnapshotFile;
+use crate::tls::TlsConfig;
 use crate::types::{MemberNode, TypeConfig};
 
 /// The largest peer message either side accepts. Append batches are capped well below it
@@ -34,12 +35,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Channels to peers by URL, shared by openraft's replication and by calls sent on to the leader.
+/// `https://` peers are reached over TLS with the member's peer certificate.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PeerChannels {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerChannels {
+    pub(crate) fn new(tls: Option<&TlsConfig>) -> Self {
+        PeerChannels { channels: Arc::default(), tls: tls.map(TlsConfig::client_config) }
+    }
+
     pub(crate) fn client(&self, node: &MemberNode) -> Result<PeerClient<Channel>, String> {
         let url = node.peer_urls.first().ok_or_else(|| format!("member {:?} has no peer URL", node.name))?;
         let channel = {
@@ -47,10 +54,18 @@ impl PeerChannels {
             match channels.get(url) {
                 Some(channel) => channel.clone(),
                 None => {
-                    let endpoint = Endpoint::from_shared(url.clone())
+                    let mut endpoint = Endpoint::from_shared(url.clone())
                         .map_err(|error| format!("peer URL {url}: {error}"))?
                         .connect_timeout(CONNECT_TIMEOUT)
                         .tcp_nodelay(true);
+                    if url.starts_with("https://") {
+                        let Some(tls) = self.tls.clone() else {
+                            return Err(format!(
+                                "peer URL {url} is https, but this member has no --peer-cert-file and --peer-key-file"
+                            ));
+                        };
+                        endpoint = endpoint.tls_config(tls).map_err(|error| format!("peer URL {url}: {error}"))?;
+                    }
                     let channel = endpoint.connect_lazy();
                     channels.insert(url.clone(), channel.clone());
                     channel
@@ -67,19 +82,24 @@ impl PeerChannels {
 #[derive(Debug, Clone)]
 pub(crate) struct PeerNetwork {
     pub(crate) channels: PeerChannels,
+    /// The shortest deadline any RPC gets (one election timeout): openraft asks for a
+    /// heartbeat-long one, which a slow link (tens of ms each way) never meets, so nothing
+    /// would replicate. Waiting longer is safe: acknowledgements count from when they were sent.
+    pub(crate) rpc_timeout_floor: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerConnection {
-        PeerConnection { target, client: self.channels.client(node) }
+        PeerConnection { target, client: self.channels.client(node), rpc_timeout_floor: self.rpc_timeout_floor }
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct PeerConnection {
     target: u64,
+    rpc_timeout_floor: Duration,
     client: Result<PeerClient<Channel>, String>,
 }
 
@@ -196,7 +216,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(Rpc::AppendEntries, &request, option.hard_ttl()).await
+        self.unary(Rpc::AppendEntries, &request, option.hard_ttl().max(self.rpc_timeout_floor)).await
     }
 
     async fn vote(
@@ -204,7 +224,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         request: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(Rpc::Vote, &request, option.hard_ttl()).await
+        self.unary(Rpc::Vote, &request, option.hard_ttl().max(self.rpc_timeout_floor)).await
     }
 
     async fn transfer_leader(
@@ -212,7 +232,7 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         request: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.unary(Rpc::TransferLeader, &request, option.hard_ttl()).await
+        self.unary(Rpc::TransferLeader, &request, option.hard_ttl().max(self.rpc_timeout_floor)).await
     }
 
     async fn full_snapshot(
