@@ -74,6 +74,9 @@ struct StoreArgs {
     snapshot_count: u64,
     #[arg(long, default_value_t = 128)]
     max_txn_ops: usize,
+    /// Largest write accepted, in bytes (etcd's default 1.5 MiB).
+    #[arg(long, default_value_t = etcdapi::MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
     /// `periodic` (keep a time window) or `revision` (keep a number of revisions).
     #[arg(long, default_value = "periodic")]
     auto_compaction_mode: String,
@@ -381,7 +384,7 @@ fn run_store(args: StoreArgs) -> Result<(), String> {
             if tls.is_some() { " over TLS" } else { "" },
             args.data_dir.display()
         );
-        let context = etcdapi::Context::new(member.clone(), hub);
+        let context = etcdapi::Context::with_max_request_bytes(member.clone(), hub, args.max_request_bytes);
         // SIGINT or SIGTERM stop the member cleanly (a leader hands over first); SIGKILL is
         // what the crash tests use. A member removed from the cluster exits, as etcd's does.
         let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -473,7 +476,7 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }
         };
-        let context = etcdapi::Context::new(member.clone(), hub);
+        let context = etcdapi::Context::with_max_request_bytes(member.clone(), hub, args.store.max_request_bytes);
         let etcd = tokio::spawn(etcdapi::serve(context, etcd_address, etcd_tls, until_stopped()));
         let kubernetes = tokio::spawn(api.serve(until_stopped()));
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

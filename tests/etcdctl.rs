@@ -418,3 +418,14 @@ fn sigterm_stops_a_member_with_open_watch_streams() {
     let _ = watcher.wait();
     assert!(exited, "keel store did not stop on SIGTERM with a watch open");
 }
+
+/// `--max-request-bytes` moves the limit: a 100 KiB put passes by default and is refused at 64 KiB.
+#[test]
+fn max_request_bytes_is_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let keel = KeelStore::start_with(dir.path(), free_port(), &["--max-request-bytes", "65536"]);
+    let large = keel.etcdctl_with_input(&["put", "k"], &"x".repeat(100 * 1024));
+    assert!(String::from_utf8_lossy(&large.stderr).contains("request is too large"), "{large:?}");
+    let small = keel.etcdctl_with_input(&["put", "k"], &"x".repeat(32 * 1024));
+    assert!(small.status.success(), "{small:?}");
+}

@@ -23,8 +23,8 @@ impl KvService {
     }
 
     /// etcd refuses a write larger than `--max-request-bytes` before proposing it.
-    fn check_size(message: &impl prost::Message) -> Result<(), Status> {
-        if message.encoded_len() > crate::MAX_REQUEST_BYTES {
+    fn check_size(&self, message: &impl prost::Message) -> Result<(), Status> {
+        if message.encoded_len() > self.context.max_request_bytes {
             return Err(Status::invalid_argument("etcdserver: request is too large"));
         }
         Ok(())
@@ -60,7 +60,7 @@ impl PbKvService for KvService {
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<tonic::Response<PbPutResponse>, Status> {
         let request = request.into_inner();
-        Self::check_size(&request)?;
+        self.check_size(&request)?;
         let put = convert::put_request(request);
         match self.write(Command::Put(put)).await? {
             Response::Put(response) => {
@@ -87,7 +87,7 @@ impl PbKvService for KvService {
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<tonic::Response<PbTxnResponse>, Status> {
         let request = request.into_inner();
-        Self::check_size(&request)?;
+        self.check_size(&request)?;
         let txn = convert::txn_request(request)?;
         // Every txn goes through the log, read-only ones included: the log orders it after
         // every write acknowledged before it, so its compares and reads are linearizable.

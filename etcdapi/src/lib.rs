@@ -42,8 +42,8 @@ pub use watch_service::{HubListener, WatchService};
 /// The etcd version keel answers as, so clients that check versions behave.
 pub const EMULATED_ETCD_VERSION: &str = "3.5.17";
 
-/// Largest request the server accepts (etcd's `--max-request-bytes` default, 1.5 MiB), plus
-/// etcd's gRPC overhead allowance.
+/// Largest request the server accepts by default (etcd's `--max-request-bytes`, 1.5 MiB);
+/// gRPC gets etcd's overhead allowance on top.
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -53,13 +53,20 @@ pub struct Context {
     pub member: Member,
     pub hub: Arc<WatchHub>,
     pub cluster_id: u64,
+    /// etcd's `--max-request-bytes`: larger writes are refused, larger watch revisions are
+    /// split for `fragment` watches.
+    pub max_request_bytes: usize,
 }
 
 impl Context {
     pub fn new(member: Member, hub: Arc<WatchHub>) -> Arc<Context> {
+        Context::with_max_request_bytes(member, hub, MAX_REQUEST_BYTES)
+    }
+
+    pub fn with_max_request_bytes(member: Member, hub: Arc<WatchHub>, max_request_bytes: usize) -> Arc<Context> {
         // The same on every member: derived from the cluster token they all start with.
         let cluster_id = raft::cluster_id(&member.config.cluster_token);
-        Arc::new(Context { member, hub, cluster_id })
+        Arc::new(Context { member, hub, cluster_id, max_request_bytes })
     }
 
     pub fn header(&self, revision: i64) -> Option<PbResponseHeader> {
@@ -80,7 +87,7 @@ pub async fn serve(
     tls: Option<raft::TlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let limit = MAX_REQUEST_BYTES + GRPC_OVERHEAD_BYTES;
+    let limit = context.max_request_bytes + GRPC_OVERHEAD_BYTES;
     // Once `shutdown` resolves, open streams (watches, keep-alives, locks) get a grace period
     // to end, then serving stops regardless, so a SIGTERM'd member never lingers.
     let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 use watch::{CancelReason, ResponseBody, WatchHub, WatchRequest, WatchResponse, WatchStream};
 
-use crate::{convert, Context, MAX_REQUEST_BYTES};
+use crate::{convert, Context};
 use prost::Message;
 
 /// Feeds the watch hub from the state machine's applied batches.
@@ -82,7 +82,7 @@ impl PbWatchService for WatchService {
                         Some(response) => {
                             let fragment = fragmenting.contains(&response.watch_id);
                             let wire = to_wire(&context, response);
-                            if send(&outbound, wire, fragment).await.is_err() {
+                            if send(&outbound, wire, fragment.then_some(context.max_request_bytes)).await.is_err() {
                                 break;
                             }
                         }
@@ -111,17 +111,17 @@ const NO_LEADER_CHECKS: u32 = 3;
 async fn send(
     outbound: &mpsc::Sender<Result<PbWatchResponse, Status>>,
     mut wire: PbWatchResponse,
-    fragment: bool,
+    fragment_limit: Option<usize>,
 ) -> Result<(), mpsc::error::SendError<Result<PbWatchResponse, Status>>> {
-    if !fragment || wire.encoded_len() <= MAX_REQUEST_BYTES {
+    let Some(limit) = fragment_limit.filter(|limit| wire.encoded_len() > *limit) else {
         return outbound.send(Ok(wire)).await;
-    }
+    };
     let events = std::mem::take(&mut wire.events);
     let mut part = PbWatchResponse { fragment: true, ..wire.clone() };
     let mut size = part.encoded_len();
     for event in events {
         let event_size = event.encoded_len() + 8;
-        if !part.events.is_empty() && size + event_size > MAX_REQUEST_BYTES {
+        if !part.events.is_empty() && size + event_size > limit {
             let full = std::mem::replace(&mut part, PbWatchResponse { fragment: true, ..wire.clone() });
             outbound.send(Ok(full)).await?;
             size = part.encoded_len();
