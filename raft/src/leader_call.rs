@@ -139,7 +139,7 @@ impl Member {
         }
         match call {
             LeaderCall::Write(command) => {
-                if !self.quota.admits(&command, self.store.size_bytes()) {
+                if !self.quota.admits(&command, || self.store.size_bytes()) {
                     return Err(MemberError::NoSpace);
                 }
                 self.propose(command).await.map(LeaderAnswer::Written)
@@ -149,7 +149,7 @@ impl Member {
                 Ok(LeaderAnswer::ReadIndex(linearizer.read_log_id().index()))
             }
             LeaderCall::LeaseGrant { id, ttl_seconds } => {
-                if !self.quota.admits(&Command::LeaseGrant { id, ttl_seconds }, self.store.size_bytes()) {
+                if !self.quota.admits(&Command::LeaseGrant { id, ttl_seconds }, || self.store.size_bytes()) {
                     return Err(MemberError::NoSpace);
                 }
                 let result = self.propose(Command::LeaseGrant { id, ttl_seconds }).await?;
