@@ -3,16 +3,15 @@
 //! normalized (cluster and member ids, terms, lease ids, versions and hashes masked), must be
 //! identical: values, revisions, versions, counts, errors.
 
-use std::net::TcpListener;
+mod support;
+
+use support::{etcdctl, free_port};
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A server process, killed by its PID when dropped.
 struct Server {
@@ -50,21 +49,6 @@ fn start(program: &str, subcommand: Option<&str>, data_dir: &Path) -> Server {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("{program} did not become healthy on {}", server.endpoint);
-}
-
-fn etcdctl(endpoint: &str, args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint, "--command-timeout", "10s"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("etcdctl is installed by scripts/setup");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// Masks what legitimately differs between two servers; leaves everything a client relies on.

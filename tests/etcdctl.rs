@@ -1,7 +1,10 @@
 //! `keel store` driven by the real etcdctl (Debian's etcd-client 3.4), as a user would: the
 //! process on a loopback port, etcdctl commands and their printed answers, SIGKILL and restart.
 
-use std::net::TcpListener;
+mod support;
+
+use support::free_port;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -17,10 +20,6 @@ impl Drop for KeelStore {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One peer URL per data dir, kept in it, so a restarted member finds its own again.
@@ -72,18 +71,7 @@ impl KeelStore {
     }
 
     fn etcdctl_with_input(&self, args: &[&str], input: &str) -> Output {
-        use std::io::Write;
-        let mut child = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &self.endpoint, "--command-timeout", "10s"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("etcdctl is installed by scripts/setup");
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        support::etcdctl(&self.endpoint, args, input)
     }
 
     /// Runs etcdctl and returns its standard output; the command must succeed.

@@ -2,7 +2,10 @@
 //! deletes; a watcher whose resourceVersion fell out of the apiserver's cache gets 410 Gone in
 //! the stream and lists again.
 
-use std::net::TcpListener;
+mod support;
+
+use support::free_port;
+
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -15,10 +18,6 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client, Config};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A `keel server` process that can be restarted on the same ports and data.
 struct KeelServer {

@@ -5,8 +5,11 @@
 //! one and writes it into the kubeconfig), with its own data directory and kubectl cache, and
 //! stops it by PID.
 
+mod support;
+
+use support::free_port;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -16,10 +19,6 @@ use serde_json::Value;
 
 /// Generous bound for anything a healthy server does in well under a second.
 const WAIT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The Google Cloud SDK's folder of kubectl binaries (`kubectl` picks one by server version).
 fn kubectl_dir() -> PathBuf {

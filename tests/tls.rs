@@ -2,17 +2,16 @@
 //! certificates made by the `openssl` CLI, and the clients a user would run (etcdctl 3.4,
 //! curl). Every process is killed by its PID when its handle drops.
 
-use std::net::TcpListener;
+mod support;
+
+use support::free_port;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Generous bound for a member to start and answer, or a cluster to elect a leader.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn run(command: &mut Command) -> Output {
     let output = command.output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
