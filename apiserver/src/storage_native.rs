@@ -118,12 +118,7 @@ impl Storage for NativeStorage {
 
     fn update(&self, key: Bytes, value: Bytes, expected_mod_revision: i64) -> BoxFuture<'_, StorageResult<i64>> {
         async move {
-            let compare = Compare {
-                result: CompareResult::Equal,
-                target: CompareTarget::Mod(expected_mod_revision),
-                key: key.clone(),
-                range_end: Bytes::new(),
-            };
+            let compare = mod_revision_is(&key, expected_mod_revision);
             let put = RequestOp::Put(PutRequest { key: key.clone(), value, ..PutRequest::default() });
             self.conditional(&key, compare, put).await
         }
@@ -132,12 +127,7 @@ impl Storage for NativeStorage {
 
     fn delete(&self, key: Bytes, expected_mod_revision: i64) -> BoxFuture<'_, StorageResult<i64>> {
         async move {
-            let compare = Compare {
-                result: CompareResult::Equal,
-                target: CompareTarget::Mod(expected_mod_revision),
-                key: key.clone(),
-                range_end: Bytes::new(),
-            };
+            let compare = mod_revision_is(&key, expected_mod_revision);
             let delete =
                 RequestOp::DeleteRange(DeleteRangeRequest { key: key.clone(), ..DeleteRangeRequest::default() });
             self.conditional(&key, compare, delete).await
@@ -205,5 +195,15 @@ impl Storage for NativeStorage {
             Ok(receiver)
         }
         .boxed()
+    }
+}
+
+/// The compare of an optimistic-concurrency write: the key is still at `mod_revision`.
+fn mod_revision_is(key: &Bytes, mod_revision: i64) -> Compare {
+    Compare {
+        result: CompareResult::Equal,
+        target: CompareTarget::Mod(mod_revision),
+        key: key.clone(),
+        range_end: Bytes::new(),
     }
 }

@@ -31,6 +31,20 @@ pub fn etcdctl(endpoint: &str, args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Stops a process by SIGTERM and waits for it; SIGKILL if it has not exited within `wait`.
+pub fn terminate(mut child: Child, wait: Duration) {
+    signal(&child, "TERM");
+    let deadline = Instant::now() + wait;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+}
+
 /// One member: its flags, and its process while it runs.
 pub struct Node {
     pub name: String,
