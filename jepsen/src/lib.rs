@@ -11,6 +11,9 @@
 //!   whose cycle search scales to histories a linearizability search cannot finish, [`leases`]
 //!   for keys on revoked or expired leases, and [`watches`] for what watchers received.
 //!
+//! [`lazyfs`] is the runner's power-loss filesystem (a FUSE passthrough that drops unsynced
+//! writes on command); it is in the library so that its tests can mount it.
+//!
 //! The runner is the `jepsen` binary (`src/main.rs` and its modules; see JEPSEN.md).
 //!
 //! Keeping the checkers pure functions of a history file means a failing run can be re-checked,
@@ -19,6 +22,7 @@
 pub mod elle;
 mod graph;
 pub mod history;
+pub mod lazyfs;
 pub mod leases;
 pub mod linearizable;
 pub mod register;

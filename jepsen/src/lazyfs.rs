@@ -1,0 +1,134 @@
+//! A LazyFS-like filesystem for power-loss faults. SIGKILL does not simulate a power cut: the
+//! page cache survives the process, so every write(2) that returned is still read back after a
+//! restart, synced or not. [`LazyFs`] mounts a FUSE passthrough over a backing directory (a
+//! member's data dir lives in it) that remembers, per file, what was written since the file's
+//! last fsync; [`LazyFs::lose_unsynced`], called after the member is SIGKILLed and before it
+//! restarts, puts every such file back to what its last fsync made durable, as a power cut would.
+//!
+//! The model (see `passthrough.rs` for the details):
+//! - covered: the data of files, per file: a write, truncate or fallocate is durable once an
+//!   fsync or fdatasync of that file (any descriptor of it) returned; until then a loss takes it
+//!   back, whole (no torn or reordered writes: a loss keeps the last synced state exactly);
+//! - not covered: metadata. create, mkdir, rename, link, unlink, chmod are applied to the
+//!   backing tree at once and survive a loss, synced directory or not (LazyFS's default too). A
+//!   file created and written but never synced survives as an empty file.
+//!
+//! Mounting needs `/dev/fuse` and the right to mount: fuser mounts with mount(2) directly when
+//! the runner is root (no libfuse, no `fusermount`), and falls back to `fusermount3` otherwise.
+//! [`LazyFs::mount`] says [`Error::Unavailable`] when neither works, so callers can skip.
+
+mod inodes;
+mod passthrough;
+mod unsynced;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{BackgroundSession, Config, INodeNo, MountOption, Notifier};
+
+use passthrough::{Mounted, Passthrough};
+pub use unsynced::Lost;
+
+/// fuser worker threads per mount: RocksDB reads from several threads while one fsyncs.
+const WORKER_THREADS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// This machine cannot mount a FUSE filesystem here (no /dev/fuse, or no right to mount).
+    #[error("FUSE is not available: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One mounted LazyFS: `mountpoint` shows `backing`. Unmounted (lazily) when dropped.
+#[derive(Debug)]
+pub struct LazyFs {
+    fs: Arc<Passthrough>,
+    notifier: Notifier,
+    session: Option<BackgroundSession>,
+    mountpoint: PathBuf,
+}
+
+impl LazyFs {
+    /// Mounts a passthrough of `backing` (created if missing) at `mountpoint` (created if
+    /// missing; must be empty).
+    pub fn mount(backing: &Path, mountpoint: &Path) -> Result<LazyFs> {
+        if !Path::new("/dev/fuse").exists() {
+            return Err(Error::Unavailable("/dev/fuse does not exist".to_string()));
+        }
+        std::fs::create_dir_all(backing)?;
+        std::fs::create_dir_all(mountpoint)?;
+        let fs = Arc::new(Passthrough::new(backing)?);
+        let mut config = Config::default();
+        config.mount_options = vec![MountOption::FSName("lazyfs".to_string()), MountOption::Subtype("jepsen".into())];
+        config.n_threads = Some(WORKER_THREADS);
+        config.clone_fd = true;
+        let session = match fuser::spawn_mount(Mounted(fs.clone()), mountpoint, &config) {
+            Ok(session) => session,
+            // Without the right to mount(2), fuser tries the fusermount helpers; their absence
+            // (NotFound) or a refusal means this machine does not allow it.
+            Err(error) if matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied) => {
+                return Err(Error::Unavailable(format!(
+                    "mounting at {} failed ({error}); needs root (mount(2)) or fusermount3",
+                    mountpoint.display()
+                )));
+            }
+            Err(error) => return Err(Error::Io(error)),
+        };
+        let notifier = session.notifier();
+        Ok(LazyFs { fs, notifier, session: Some(session), mountpoint: mountpoint.to_path_buf() })
+    }
+
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// The power cut: every file's unsynced writes, truncations and allocations are undone. Call
+    /// it only when nothing uses the mount (the member is dead), or what is lost is arbitrary.
+    pub fn lose_unsynced(&self) -> Result<Lost> {
+        let (lost, keys) = self.fs.unsynced.lose()?;
+        // The kernel may still cache the lost pages and sizes of files it knows.
+        for key in keys {
+            if let Some(id) = self.fs.inodes.id_of(key) {
+                // ENOENT (the kernel forgot the inode meanwhile) is harmless, and fuser hides it.
+                let _ = self.notifier.inval_inode(INodeNo(id), 0, 0);
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Files with writes not yet synced.
+    pub fn unsynced_files(&self) -> usize {
+        self.fs.unsynced.files()
+    }
+
+    /// Unmounts now: lazily (MNT_DETACH), so a process that still has a file open does not keep
+    /// the mount point busy.
+    pub fn unmount(mut self) -> io::Result<()> {
+        self.detach()
+    }
+
+    fn detach(&mut self) -> io::Result<()> {
+        let Some(session) = self.session.take() else { return Ok(()) };
+        let detached = nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::MNT_DETACH);
+        // fuser's own unmount on drop then finds nothing mounted there (harmless).
+        drop(session);
+        detached.map_err(io::Error::from)
+    }
+}
+
+impl Drop for LazyFs {
+    fn drop(&mut self) {
+        let _ = self.detach();
+    }
+}
+
+/// Unmounts whatever is mounted at `mountpoint`, lazily; for teardown after a crash of the
+/// runner's own logic, when no [`LazyFs`] value is left to drop.
+pub fn detach(mountpoint: &Path) {
+    let _ = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH);
+}
