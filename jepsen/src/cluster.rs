@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
+use jepsen::lazyfs::{self, LazyFs, Loss};
 
 use crate::net::Net;
 use crate::recorder::Clock;
@@ -55,6 +56,9 @@ pub struct Node {
     pub failpoints: Option<String>,
     /// Exits the runner did not cause, outside failpoint incarnations.
     pub unexpected_exits: Vec<String>,
+    /// The power-loss filesystem the member's directory (`n<i>/`, the data dir's parent) is
+    /// mounted on, backed by `n<i>.disk/`; only when power-loss faults are on.
+    disk: Option<LazyFs>,
 }
 
 #[derive(Debug)]
@@ -96,6 +100,7 @@ impl Cluster {
                     joined: false,
                     failpoints: None,
                     unexpected_exits: Vec::new(),
+                    disk: None,
                 }
             })
             .collect();
@@ -115,6 +120,28 @@ impl Cluster {
         let members: Vec<String> =
             self.nodes.iter().map(|node| format!("{}={}", node.name, node.addrs.peer_url)).collect();
         members.join(",")
+    }
+
+    /// Puts every member's directory on a LazyFS (power-loss faults), before any member starts:
+    /// `n<i>/` becomes a mount whose backing directory is `n<i>.disk/`.
+    pub fn mount_disks(&mut self) -> Result<(), lazyfs::Error> {
+        for node in &mut self.nodes {
+            let mountpoint = node.data_dir.parent().expect("a data dir inside the member's directory").to_path_buf();
+            let backing = mountpoint.with_extension("disk");
+            let disk = LazyFs::mount(&backing, &mountpoint)?;
+            self.teardown.add_mount(&mountpoint);
+            node.disk = Some(disk);
+        }
+        Ok(())
+    }
+
+    /// The power cut of member `index`'s disk: its unsynced writes are lost. The member must be
+    /// stopped (killed and reaped) first.
+    pub fn lose_unsynced(&mut self, index: usize) -> Result<Loss, String> {
+        let node = &self.nodes[index];
+        assert!(node.child.is_none(), "{}: losing unsynced data under a running member", node.name);
+        let disk = node.disk.as_ref().ok_or_else(|| format!("{} has no power-loss filesystem", node.name))?;
+        disk.lose_unsynced_by_file().map_err(|error| format!("{}: losing unsynced data: {error}", node.name))
     }
 
     pub fn start_all(&mut self) -> Result<(), String> {
@@ -425,12 +452,17 @@ impl Cluster {
         errors
     }
 
-    /// Stops every member (SIGKILL) at the end of the run.
+    /// Stops every member (SIGKILL) at the end of the run, then unmounts their disks.
     pub fn stop_all(&mut self) {
         for index in 0..self.nodes.len() {
             let _ = self.resume(index);
             self.poll_exit(index);
             self.kill(index);
+        }
+        for node in &mut self.nodes {
+            if let Some(disk) = node.disk.take() {
+                let _ = disk.unmount();
+            }
         }
     }
 }

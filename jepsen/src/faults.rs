@@ -31,9 +31,22 @@ pub enum FaultKind {
     Loss,
     Member,
     Failpoint,
+    /// SIGKILL and the loss of every write not yet fsynced (members on LazyFS), of one member or,
+    /// a quarter of the time, of all at once.
+    PowerLoss,
     /// No faults (only valid alone).
     None,
 }
+
+impl FaultKind {
+    /// The name `--faults` takes, also used in logs and summaries (`power-loss`).
+    pub fn label(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map(|value| value.get_name().to_string()).unwrap_or_default()
+    }
+}
+
+/// The share of power-loss faults that cut every member at once (a data-centre power cut).
+const POWER_LOSS_ALL_SHARE: f64 = 0.25;
 
 /// keel's crash points (`keel` built with `--features keel/failpoints`).
 pub const FAILPOINTS: [&str; 7] = [
@@ -54,6 +67,7 @@ enum Active {
     Paused(usize),
     Removed(usize),
     Failpoint(usize),
+    PowerLost(Vec<usize>),
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -64,6 +78,12 @@ pub struct FaultSummary {
     pub errors: Vec<String>,
     /// Failpoint incarnations that crashed (the point fired) before being healed.
     pub failpoints_fired: u64,
+    /// Power-loss faults that cut every member at once.
+    pub power_loss_all: u64,
+    /// What power-loss faults dropped, over all members: files with unsynced writes, and
+    /// bytes (restored durable bytes plus cut unsynced appends).
+    pub power_loss_files: u64,
+    pub power_loss_bytes: u64,
     /// (kind, start, end) of every fault, on the history's clock.
     pub windows: Vec<(String, u64, u64)>,
 }
@@ -160,7 +180,7 @@ impl Nemesis {
     }
 
     async fn start(&mut self, kind: FaultKind) -> Option<Active> {
-        let label = format!("{kind:?}").to_lowercase();
+        let label = kind.label();
         let started = match kind {
             FaultKind::Partition => self.start_partition().await,
             FaultKind::Delay | FaultKind::Loss => self.start_slow(kind).await,
@@ -203,6 +223,7 @@ impl Nemesis {
                     Active::Failpoint(victim)
                 })
             }
+            FaultKind::PowerLoss => self.start_power_loss().await,
             FaultKind::None => return None,
         };
         match started {
@@ -216,6 +237,41 @@ impl Nemesis {
                 None
             }
         }
+    }
+
+    /// SIGKILL, then the loss of every unsynced write, of one member or of all: the page cache
+    /// goes with the power, which SIGKILL alone does not simulate. Healed by a restart.
+    async fn start_power_loss(&mut self) -> Result<Active, String> {
+        let size = self.cluster.lock().await.len();
+        let victims: Vec<usize> = if size > 1 && self.rng.gen_bool(POWER_LOSS_ALL_SHARE) {
+            (0..size).collect()
+        } else {
+            vec![self.victim().await]
+        };
+        let mut cluster = self.cluster.lock().await;
+        // Every process dies before any disk loses its data, as in one power cut.
+        for &victim in &victims {
+            cluster.kill(victim);
+        }
+        let mut details = Vec::new();
+        for &victim in &victims {
+            let loss = cluster.lose_unsynced(victim)?;
+            self.summary.power_loss_files += loss.total.files;
+            self.summary.power_loss_bytes += loss.total.bytes_restored + loss.total.bytes_cut;
+            let files: Vec<String> = loss
+                .files
+                .iter()
+                .map(|(path, lost)| format!("{} -{}/+{} B", path.display(), lost.bytes_restored, lost.bytes_cut))
+                .collect();
+            details.push(format!("{} [{}]", self.name(victim), files.join(", ")));
+        }
+        drop(cluster);
+        if victims.len() == size && size > 1 {
+            self.summary.power_loss_all += 1;
+        }
+        // Per file: durable bytes put back over unsynced overwrites (-) and unsynced appends cut (+).
+        self.note("start", "power-loss", &format!("SIGKILL, unsynced writes lost: {}", details.join("; ")));
+        Ok(Active::PowerLost(victims))
     }
 
     async fn start_partition(&mut self) -> Result<Active, String> {
@@ -329,6 +385,13 @@ impl Nemesis {
                         Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                     }
                 }
+            }
+            Active::PowerLost(victims) => {
+                let mut cluster = self.cluster.lock().await;
+                let spawned: Result<(), String> = victims.iter().try_for_each(|&index| cluster.spawn(index, None));
+                drop(cluster);
+                self.note("stop", "power-loss", &format!("restarted {}", self.names(&victims)));
+                spawned
             }
             Active::Failpoint(index) => {
                 let mut cluster = self.cluster.lock().await;

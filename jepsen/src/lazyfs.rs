@@ -21,7 +21,9 @@ mod inodes;
 mod passthrough;
 mod unsynced;
 
+use std::collections::HashMap;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -51,6 +53,32 @@ pub struct LazyFs {
     notifier: Notifier,
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
+    backing: PathBuf,
+}
+
+/// What one power cut dropped: in total, and per file.
+#[derive(Clone, Debug, Default)]
+pub struct Loss {
+    pub total: Lost,
+    pub files: Vec<(PathBuf, Lost)>,
+}
+
+/// How deep [`LazyFs::lose_unsynced_by_file`] looks for the names of files (a data dir is
+/// three or four levels deep).
+const PATH_SEARCH_DEPTH_MAX: usize = 8;
+
+/// Every file under `dir` by its (device, inode) key, as a path relative to the root.
+fn find_paths(dir: &Path, relative: &Path, paths: &mut HashMap<unsynced::FileKey, PathBuf>, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let Ok(metadata) = entry.metadata() else { continue };
+        let name = relative.join(entry.file_name());
+        if metadata.is_dir() && depth > 0 {
+            find_paths(&entry.path(), &name, paths, depth - 1);
+        } else if metadata.is_file() {
+            paths.insert((metadata.dev(), metadata.ino()), name);
+        }
+    }
 }
 
 impl LazyFs {
@@ -80,7 +108,13 @@ impl LazyFs {
             Err(error) => return Err(Error::Io(error)),
         };
         let notifier = session.notifier();
-        Ok(LazyFs { fs, notifier, session: Some(session), mountpoint: mountpoint.to_path_buf() })
+        Ok(LazyFs {
+            fs,
+            notifier,
+            session: Some(session),
+            mountpoint: mountpoint.to_path_buf(),
+            backing: backing.to_path_buf(),
+        })
     }
 
     pub fn mountpoint(&self) -> &Path {
@@ -90,15 +124,32 @@ impl LazyFs {
     /// The power cut: every file's unsynced writes, truncations and allocations are undone. Call
     /// it only when nothing uses the mount (the member is dead), or what is lost is arbitrary.
     pub fn lose_unsynced(&self) -> Result<Lost> {
-        let (lost, keys) = self.fs.unsynced.lose()?;
+        Ok(self.lose_unsynced_by_file()?.total)
+    }
+
+    /// [`LazyFs::lose_unsynced`], saying which files lost what (paths relative to the mount;
+    /// a file no longer linked anywhere shows as `(unlinked)`).
+    pub fn lose_unsynced_by_file(&self) -> Result<Loss> {
+        let lost = self.fs.unsynced.lose()?;
         // The kernel may still cache the lost pages and sizes of files it knows.
-        for key in keys {
-            if let Some(id) = self.fs.inodes.id_of(key) {
+        for (key, _) in &lost {
+            if let Some(id) = self.fs.inodes.id_of(*key) {
                 // ENOENT (the kernel forgot the inode meanwhile) is harmless, and fuser hides it.
                 let _ = self.notifier.inval_inode(INodeNo(id), 0, 0);
             }
         }
-        Ok(lost)
+        let mut paths = HashMap::new();
+        if !lost.is_empty() {
+            find_paths(&self.backing, Path::new(""), &mut paths, PATH_SEARCH_DEPTH_MAX);
+        }
+        let mut loss = Loss::default();
+        for (key, one) in lost {
+            loss.total += one;
+            let path = paths.get(&key).cloned().unwrap_or_else(|| PathBuf::from("(unlinked)"));
+            loss.files.push((path, one));
+        }
+        loss.files.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(loss)
     }
 
     /// Files with writes not yet synced.

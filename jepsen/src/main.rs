@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use jepsen::history::History;
+use jepsen::lazyfs;
 use tokio::sync::Mutex;
 
 mod checks;
@@ -52,7 +53,7 @@ struct Args {
     nodes: u8,
     #[arg(long, value_enum, default_value = "register")]
     workload: WorkloadKind,
-    /// Comma-separated: partition, kill, pause, delay, loss, member, failpoint; or none.
+    /// Comma-separated: partition, kill, pause, delay, loss, member, failpoint, power-loss; or none.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "partition,kill,pause")]
     faults: Vec<FaultKind>,
     /// Seconds of the main phase (with faults).
@@ -227,7 +228,19 @@ async fn run(args: Args, teardown: Arc<Teardown>) -> Result<bool, String> {
     for note in &notes {
         println!("jepsen: note: {note}");
     }
-    let cluster = Cluster::new(args.target, bin, &out, size, extra_args, net.clone(), teardown.clone(), clock);
+    let mut cluster = Cluster::new(args.target, bin, &out, size, extra_args, net.clone(), teardown.clone(), clock);
+    if kinds.contains(&FaultKind::PowerLoss) {
+        match cluster.mount_disks() {
+            Ok(()) => println!("jepsen: member directories on LazyFS (power loss drops unsynced writes)"),
+            Err(lazyfs::Error::Unavailable(why)) => {
+                let note = format!("power-loss faults are skipped: {why}");
+                println!("jepsen: note: {note}");
+                notes.push(note);
+                kinds.retain(|kind| *kind != FaultKind::PowerLoss);
+            }
+            Err(error) => return Err(format!("mounting the power-loss filesystems: {error}")),
+        }
+    }
     let cluster = Arc::new(Mutex::new(cluster));
     cluster.lock().await.start_all()?;
     let leader = cluster.lock().await.wait_ready(Duration::from_secs(60)).await?;
@@ -301,6 +314,12 @@ async fn run(args: Args, teardown: Arc<Teardown>) -> Result<bool, String> {
         "jepsen: {} ops ({} ok, {} fail, {} info); faults {:?}; failpoints fired {}; run {elapsed:.1} s, check {check_s:.1} s",
         counts.total, counts.ok, counts.fail, counts.info, fault_summary.started, fault_summary.failpoints_fired
     );
+    if kinds.contains(&FaultKind::PowerLoss) {
+        println!(
+            "jepsen: power losses dropped unsynced writes of {} files ({} bytes); {} cut every member",
+            fault_summary.power_loss_files, fault_summary.power_loss_bytes, fault_summary.power_loss_all
+        );
+    }
     for (f, [ok, fail, info]) in &counts.by_f {
         println!("jepsen:   {f:<16} {ok:>7} ok {fail:>7} fail {info:>7} info");
     }
@@ -317,7 +336,7 @@ async fn run(args: Args, teardown: Arc<Teardown>) -> Result<bool, String> {
         target: format!("{:?}", args.target).to_lowercase(),
         nodes: size,
         workload: format!("{:?}", args.workload).to_lowercase(),
-        faults: kinds.iter().map(|kind| format!("{kind:?}").to_lowercase()).collect(),
+        faults: kinds.iter().map(|kind| kind.label()).collect(),
         seed: args.seed,
         net: net_description,
         notes: &notes,

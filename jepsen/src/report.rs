@@ -141,6 +141,14 @@ pub fn write(dir: &Path, summary: &Summary<'_>) -> std::io::Result<()> {
         text.push_str(&format!("  {f:<16} {ok:>7} ok {fail:>7} fail {info:>7} info\n"));
     }
     text.push_str(&format!("faults started: {:?}\n", summary.fault_summary.started));
+    if summary.fault_summary.started.contains_key("power-loss") {
+        text.push_str(&format!(
+            "power losses: unsynced writes of {} files dropped ({} bytes); {} cut every member\n",
+            summary.fault_summary.power_loss_files,
+            summary.fault_summary.power_loss_bytes,
+            summary.fault_summary.power_loss_all
+        ));
+    }
     for (kind, total, ok) in summary.availability {
         text.push_str(&format!("availability during {kind:<10} {ok:>7}/{total:<7} ok\n"));
     }

@@ -1,9 +1,10 @@
 //! Everything the runner creates outside itself (member processes, network namespaces, a
-//! bridge) is registered here the moment it exists, and removed at exit: by [`Guard`]'s drop on
+//! bridge, the power-loss filesystems' mounts) is registered here the moment it exists, and removed at exit: by [`Guard`]'s drop on
 //! a normal return or a panic, and explicitly after Ctrl-C / SIGTERM. Processes are ended by PID
 //! only, never by name.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +18,7 @@ struct Inner {
     pids: BTreeSet<u32>,
     namespaces: Vec<String>,
     links: Vec<String>,
+    mounts: Vec<PathBuf>,
 }
 
 impl Teardown {
@@ -40,14 +42,22 @@ impl Teardown {
         self.inner.lock().unwrap().links.push(name.to_string());
     }
 
-    /// Kills every registered process (SIGCONT first, for paused ones), then deletes namespaces
-    /// (which takes their veth ends along) and links. Idempotent.
+    pub fn add_mount(&self, mountpoint: &Path) {
+        self.inner.lock().unwrap().mounts.push(mountpoint.to_path_buf());
+    }
+
+    /// Kills every registered process (SIGCONT first, for paused ones), unmounts the mounts
+    /// (lazily: a dying process may still hold a file), then deletes namespaces (which takes
+    /// their veth ends along) and links. Idempotent.
     pub fn run(&self) {
-        let Inner { pids, namespaces, links } = std::mem::take(&mut *self.inner.lock().unwrap());
+        let Inner { pids, namespaces, links, mounts } = std::mem::take(&mut *self.inner.lock().unwrap());
         if !pids.is_empty() {
             let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
             let _ = Command::new("kill").arg("-CONT").args(&pids).output();
             let _ = Command::new("kill").arg("-KILL").args(&pids).output();
+        }
+        for mountpoint in mounts.iter().rev() {
+            jepsen::lazyfs::detach(mountpoint);
         }
         for namespace in namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", namespace]).output();

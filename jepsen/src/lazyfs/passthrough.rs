@@ -208,7 +208,13 @@ impl Passthrough {
         (regular && stat.st_nlink == 1).then(|| key_of(&stat))
     }
 
-    fn create_file(&self, parent: INodeNo, name: &OsStr, mode: u32, flags: i32) -> Result<(FileAttr, FileHandle), Errno> {
+    fn create_file(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, FileHandle), Errno> {
         let (dir, _) = self.node(parent)?;
         let mut open = OFlag::O_CREAT | OFlag::O_RDWR | OFlag::O_CLOEXEC;
         if flags & libc_o::EXCL != 0 {
@@ -476,8 +482,14 @@ impl Filesystem for Mounted {
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let linked = self.0.node(ino).and_then(|(fd, _)| {
             let (dir, _) = self.0.node(newparent)?;
-            nix::unistd::linkat(nix::fcntl::AT_FDCWD, proc_path(&fd).as_str(), &*dir, newname, AtFlags::AT_SYMLINK_FOLLOW)
-                .map_err(nix_errno)
+            nix::unistd::linkat(
+                nix::fcntl::AT_FDCWD,
+                proc_path(&fd).as_str(),
+                &*dir,
+                newname,
+                AtFlags::AT_SYMLINK_FOLLOW,
+            )
+            .map_err(nix_errno)
         });
         match linked.and_then(|()| self.0.entry(newparent, newname)) {
             Ok(attr) => reply.entry(&TTL, &attr, GENERATION),
@@ -565,9 +577,8 @@ impl Filesystem for Mounted {
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         // fdatasync and fsync alike: the model has no metadata to leave behind.
-        let synced = self.0.handle(fh).and_then(|handle| {
-            self.0.unsynced.sync(handle.key, &handle.file).map_err(Errno::from)
-        });
+        let synced =
+            self.0.handle(fh).and_then(|handle| self.0.unsynced.sync(handle.key, &handle.file).map_err(Errno::from));
         match synced {
             Ok(()) => reply.ok(),
             Err(error) => reply.error(error),

@@ -30,7 +30,7 @@ use nix::fcntl::FallocateFlags;
 /// number freed by a deletion cannot be reused under a live record.
 pub type FileKey = (u64, u64);
 
-/// What [`Unsynced::lose`] dropped.
+/// What [`Unsynced::lose`] dropped (from one file, or summed over several).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Lost {
     /// Files that had unsynced changes.
@@ -54,6 +54,14 @@ struct Record {
     retired: bool,
 }
 
+impl std::ops::AddAssign for Lost {
+    fn add_assign(&mut self, other: Lost) {
+        self.files += other.files;
+        self.bytes_restored += other.bytes_restored;
+        self.bytes_cut += other.bytes_cut;
+    }
+}
+
 impl Record {
     /// Saves the durable bytes of `start..end` that are not saved yet.
     fn save(&mut self, start: u64, end: u64) -> io::Result<()> {
@@ -64,11 +72,8 @@ impl Record {
         // The extents that may overlap start..end: the last one starting at or before `start`,
         // and every one starting inside.
         let first = self.saved.range(..=start).next_back().map_or(start, |(offset, _)| *offset);
-        let covered: Vec<(u64, u64)> = self
-            .saved
-            .range(first..end)
-            .map(|(offset, bytes)| (*offset, *offset + bytes.len() as u64))
-            .collect();
+        let covered: Vec<(u64, u64)> =
+            self.saved.range(first..end).map(|(offset, bytes)| (*offset, *offset + bytes.len() as u64)).collect();
         let mut gaps = Vec::new();
         let mut position = start;
         for (from, to) in covered {
@@ -168,7 +173,8 @@ impl Unsynced {
     /// moves everything after it.
     pub fn fallocate(&self, key: FileKey, file: &File, offset: u64, len: u64, mode: i32) -> io::Result<()> {
         let flags = FallocateFlags::from_bits_retain(mode);
-        let shifts = flags.intersects(FallocateFlags::FALLOC_FL_COLLAPSE_RANGE | FallocateFlags::FALLOC_FL_INSERT_RANGE);
+        let shifts =
+            flags.intersects(FallocateFlags::FALLOC_FL_COLLAPSE_RANGE | FallocateFlags::FALLOC_FL_INSERT_RANGE);
         let zeroes = flags.intersects(FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_ZERO_RANGE);
         self.with_record(key, file, |record| {
             if shifts {
@@ -213,21 +219,16 @@ impl Unsynced {
     }
 
     /// The power cut: every file with unsynced changes goes back to its durable content.
-    /// Returns what was dropped and the files it touched (to invalidate the kernel's caches).
-    pub fn lose(&self) -> io::Result<(Lost, Vec<FileKey>)> {
+    /// Returns what each file lost.
+    pub fn lose(&self) -> io::Result<Vec<(FileKey, Lost)>> {
         let records = std::mem::take(&mut *self.table.lock().unwrap());
-        let mut lost = Lost::default();
-        let mut keys = Vec::with_capacity(records.len());
+        let mut lost = Vec::with_capacity(records.len());
         for (key, record) in records {
             let mut record = record.lock().unwrap();
             record.retired = true;
-            let one = record.restore()?;
-            lost.files += one.files;
-            lost.bytes_restored += one.bytes_restored;
-            lost.bytes_cut += one.bytes_cut;
-            keys.push(key);
+            lost.push((key, record.restore()?));
         }
-        Ok((lost, keys))
+        Ok(lost)
     }
 
     /// Files with unsynced changes now.
