@@ -77,6 +77,12 @@ struct StoreArgs {
     /// Largest write accepted, in bytes (etcd's default 1.5 MiB).
     #[arg(long, default_value_t = etcdapi::MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
+    /// Seconds an auth token stays valid (etcd's `--auth-token-ttl`).
+    #[arg(long, default_value_t = 300)]
+    auth_token_ttl: u64,
+    /// bcrypt cost for hashing auth passwords (etcd's `--bcrypt-cost`, 4 to 31).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+    bcrypt_cost: u32,
     /// `periodic` (keep a time window) or `revision` (keep a number of revisions).
     #[arg(long, default_value = "periodic")]
     auto_compaction_mode: String,
@@ -120,6 +126,15 @@ struct StoreArgs {
     /// Require members calling this one to present a certificate signed by --peer-trusted-ca-file.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false, action = clap::ArgAction::Set)]
     peer_client_cert_auth: bool,
+}
+
+impl StoreArgs {
+    fn auth_options(&self) -> etcdapi::AuthOptions {
+        etcdapi::AuthOptions {
+            token_ttl: std::time::Duration::from_secs(self.auth_token_ttl),
+            bcrypt_cost: self.bcrypt_cost,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -384,7 +399,7 @@ fn run_store(args: StoreArgs) -> Result<(), String> {
             if tls.is_some() { " over TLS" } else { "" },
             args.data_dir.display()
         );
-        let context = etcdapi::Context::with_max_request_bytes(member.clone(), hub, args.max_request_bytes);
+        let context = etcdapi::Context::with_options(member.clone(), hub, args.max_request_bytes, args.auth_options());
         // SIGINT or SIGTERM stop the member cleanly (a leader hands over first); SIGKILL is
         // what the crash tests use. A member removed from the cluster exits, as etcd's does.
         let removed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -476,7 +491,12 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
                 let _ = stopped.wait_for(|stop| *stop).await;
             }
         };
-        let context = etcdapi::Context::with_max_request_bytes(member.clone(), hub, args.store.max_request_bytes);
+        let context = etcdapi::Context::with_options(
+            member.clone(),
+            hub,
+            args.store.max_request_bytes,
+            args.store.auth_options(),
+        );
         let etcd = tokio::spawn(etcdapi::serve(context, etcd_address, etcd_tls, until_stopped()));
         let kubernetes = tokio::spawn(api.serve(until_stopped()));
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -417,3 +417,34 @@ fn max_request_bytes_is_a_flag() {
     let small = keel.etcdctl_with_input(&["put", "k"], &"x".repeat(32 * 1024));
     assert!(small.status.success(), "{small:?}");
 }
+
+/// `etcdctl make-mirror` copies one keel's keys into another, then follows live writes (it is
+/// a Range then a Watch on the source and Puts on the destination).
+#[test]
+fn etcdctl_make_mirror_copies_then_follows_into_another_member() {
+    let (source_dir, destination_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let source = KeelStore::start(source_dir.path(), free_port());
+    let destination = KeelStore::start(destination_dir.path(), free_port());
+    source.must(&["put", "app/before", "1"]);
+    source.must(&["put", "other", "not mirrored"]);
+    let mut mirror = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &source.endpoint, "make-mirror", "--prefix", "app/", "--dest-prefix", "copy/"])
+        .arg(&destination.endpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcdctl is installed by scripts/setup");
+    source.must(&["put", "app/after", "2"]);
+    let mut mirrored = String::new();
+    for _poll in 0..200 {
+        mirrored = destination.must(&["get", "", "--from-key"]);
+        if mirrored.contains("copy/after") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = mirror.kill();
+    let _ = mirror.wait();
+    assert_eq!(mirrored, "copy/after\n2\ncopy/before\n1\n");
+}

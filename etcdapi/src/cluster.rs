@@ -58,6 +58,7 @@ fn check_urls(urls: &[String]) -> Result<(), Status> {
 #[tonic::async_trait]
 impl PbClusterService for ClusterService {
     async fn member_add(&self, request: Request<PbMemberAddRequest>) -> Result<Response<PbMemberAddResponse>, Status> {
+        self.context.require_admin(request.metadata())?;
         let request = request.into_inner();
         check_urls(&request.peer_ur_ls)?;
         let member = &self.context.member;
@@ -82,6 +83,7 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberRemoveRequest>,
     ) -> Result<Response<PbMemberRemoveResponse>, Status> {
+        self.context.require_admin(request.metadata())?;
         let id = request.into_inner().id;
         self.context.member.remove_member(id).await.map_err(status::from_member)?;
         let members = self.members().into_iter().filter(|listed| listed.id != id).collect();
@@ -92,6 +94,7 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberUpdateRequest>,
     ) -> Result<Response<PbMemberUpdateResponse>, Status> {
+        self.context.require_admin(request.metadata())?;
         let request = request.into_inner();
         check_urls(&request.peer_ur_ls)?;
         self.context.member.update_member(request.id, request.peer_ur_ls).await.map_err(status::from_member)?;
@@ -109,6 +112,7 @@ impl PbClusterService for ClusterService {
         &self,
         request: Request<PbMemberPromoteRequest>,
     ) -> Result<Response<PbMemberPromoteResponse>, Status> {
+        self.context.require_admin(request.metadata())?;
         let id = request.into_inner().id;
         self.context.member.promote_member(id).await.map_err(status::from_member)?;
         Ok(Response::new(PbMemberPromoteResponse { header: self.header(), members: self.members() }))

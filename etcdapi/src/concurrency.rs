@@ -33,6 +33,30 @@ const LEASE_ID_ATTEMPTS: usize = 8;
 // etcd's servers return the concurrency package's errors as they are, so clients see gRPC code
 // UNKNOWN with these messages.
 
+/// Under auth, the lock and election services act with their caller's rights, as etcd's (which
+/// call the KV API with the caller's token): `write` also needs writing the name's keys.
+pub fn check_name_access(
+    context: &Context,
+    metadata: &tonic::metadata::MetadataMap,
+    name: &[u8],
+    write: bool,
+) -> Result<(), Status> {
+    let caller = context.caller(metadata)?;
+    let auth = context.auth();
+    let prefix = prefix(name);
+    let end = store::prefix_end(&prefix).unwrap_or_else(|| vec![0]);
+    caller.check_read(&auth, &prefix, &end)?;
+    if write {
+        caller.check_write(&auth, &prefix, &end)?;
+    }
+    Ok(())
+}
+
+/// Under auth, deleting a lock's or leader's key needs writing it.
+pub fn check_key_write(context: &Context, metadata: &tonic::metadata::MetadataMap, key: &[u8]) -> Result<(), Status> {
+    context.caller(metadata)?.check_write(&context.auth(), key, &[])
+}
+
 pub fn not_leader() -> Status {
     Status::unknown("election: not leader")
 }

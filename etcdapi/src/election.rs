@@ -54,6 +54,7 @@ impl Election for ElectionService {
     /// Enters the election with `value` (a lease that already campaigns keeps its key and
     /// proclaims the new value), then waits until every older candidate is gone.
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        concurrency::check_name_access(&self.context, request.metadata(), &request.get_ref().name, true)?;
         let request = request.into_inner();
         let context = &self.context;
         let lease = concurrency::session_lease(context, request.lease).await?;
@@ -99,6 +100,8 @@ impl Election for ElectionService {
     }
 
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
+        let name = request.get_ref().leader.as_ref().map(|leader| leader.name.clone()).unwrap_or_default();
+        concurrency::check_name_access(&self.context, request.metadata(), &name, true)?;
         let request = request.into_inner();
         let leader = request.leader.ok_or_else(concurrency::missing_leader_key)?;
         // As etcd's server, which opens a session on the given lease (a fresh one for 0).
@@ -109,6 +112,7 @@ impl Election for ElectionService {
     }
 
     async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        concurrency::check_name_access(&self.context, request.metadata(), &request.get_ref().name, false)?;
         let prefix = concurrency::prefix(&request.into_inner().name);
         let response = concurrency::read(&self.context, &concurrency::first_created(&prefix)).await?;
         let Some(kv) = response.kvs.into_iter().next() else {
@@ -126,6 +130,7 @@ impl Election for ElectionService {
     /// value it proclaims, then, once its key is deleted, the next leader, and so on. As in
     /// etcd, intermediate leaders may be skipped but the latest is always sent.
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<ObserveStream>, Status> {
+        concurrency::check_name_access(&self.context, request.metadata(), &request.get_ref().name, false)?;
         let prefix = concurrency::prefix(&request.into_inner().name);
         let (outbound, receiver) = mpsc::channel(OBSERVE_RESPONSES_MAX);
         let context = self.context.clone();
@@ -145,6 +150,8 @@ impl Election for ElectionService {
 
     /// Deletes the leader key if it is still the incarnation named; succeeds either way.
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let key = request.get_ref().leader.as_ref().map(|leader| leader.key.clone()).unwrap_or_default();
+        concurrency::check_key_write(&self.context, request.metadata(), &key)?;
         let leader = request.into_inner().leader.ok_or_else(concurrency::missing_leader_key)?;
         let key = Bytes::from(leader.key);
         let response = concurrency::txn(&self.context, concurrency::delete_if_created_at(&key, leader.rev)).await?;

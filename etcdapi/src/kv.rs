@@ -30,7 +30,9 @@ impl KvService {
         Ok(())
     }
 
-    async fn write(&self, command: Command) -> Result<Response, Status> {
+    /// Proposes `command` on behalf of the request's caller (the store checks their permission).
+    async fn write(&self, metadata: &tonic::metadata::MetadataMap, command: Command) -> Result<Response, Status> {
+        let command = self.context.caller(metadata)?.command(command);
         self.context.member.write(command).await.map_err(status::from_member)?.map_err(status::from_store)
     }
 }
@@ -47,22 +49,24 @@ impl PbKvService for KvService {
     }
 
     async fn range(&self, request: Request<PbRangeRequest>) -> Result<tonic::Response<PbRangeResponse>, Status> {
+        let caller = self.context.caller(request.metadata())?;
         let request = request.into_inner();
         let serializable = request.serializable;
         let range = convert::range_request(request)?;
         if !serializable {
             self.context.member.read_barrier().await.map_err(status::from_member)?;
         }
+        caller.check_read(&self.context.auth(), &range.key, &range.range_end)?;
         let response = self.context.member.store().range(&range).map_err(status::from_store)?;
         let header = self.context.header(response.revision);
         Ok(tonic::Response::new(convert::range_response(response, header)))
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<tonic::Response<PbPutResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         self.check_size(&request)?;
         let put = convert::put_request(request);
-        match self.write(Command::Put(put)).await? {
+        match self.write(&metadata, Command::Put(put)).await? {
             Response::Put(response) => {
                 let header = self.context.header(response.revision);
                 Ok(tonic::Response::new(convert::put_response(response, header)))
@@ -75,8 +79,9 @@ impl PbKvService for KvService {
         &self,
         request: Request<PbDeleteRequest>,
     ) -> Result<tonic::Response<PbDeleteResponse>, Status> {
-        let delete = convert::delete_request(request.into_inner());
-        match self.write(Command::DeleteRange(delete)).await? {
+        let (metadata, _, request) = request.into_parts();
+        let delete = convert::delete_request(request);
+        match self.write(&metadata, Command::DeleteRange(delete)).await? {
             Response::DeleteRange(response) => {
                 let header = self.context.header(response.revision);
                 Ok(tonic::Response::new(convert::delete_response(response, header)))
@@ -86,12 +91,12 @@ impl PbKvService for KvService {
     }
 
     async fn txn(&self, request: Request<PbTxnRequest>) -> Result<tonic::Response<PbTxnResponse>, Status> {
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         self.check_size(&request)?;
         let txn = convert::txn_request(request)?;
         // Every txn goes through the log, read-only ones included: the log orders it after
         // every write acknowledged before it, so its compares and reads are linearizable.
-        match self.write(Command::Txn(txn)).await? {
+        match self.write(&metadata, Command::Txn(txn)).await? {
             Response::Txn(response) => {
                 let header = self.context.header(response.revision);
                 Ok(tonic::Response::new(convert::txn_response(response, header)))
@@ -104,8 +109,8 @@ impl PbKvService for KvService {
         &self,
         request: Request<PbCompactionRequest>,
     ) -> Result<tonic::Response<PbCompactionResponse>, Status> {
-        let revision = request.into_inner().revision;
-        let response = self.write(Command::Compact { revision }).await?;
+        let (metadata, _, request) = request.into_parts();
+        let response = self.write(&metadata, Command::Compact { revision: request.revision }).await?;
         Ok(tonic::Response::new(PbCompactionResponse { header: self.context.header(response.revision()) }))
     }
 }

@@ -13,7 +13,9 @@ use etcd_client::proto::{
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{status, Context};
+use store::Access;
+
+use crate::{status, Caller, Context};
 
 #[derive(Debug)]
 pub struct LeaseService {
@@ -37,6 +39,26 @@ impl LeaseService {
 
 /// KeepAlive responses queued to one client.
 const KEEP_ALIVE_RESPONSES_MAX: usize = 16;
+
+/// etcd's lease checks under auth: the root role, or `access` to every key attached to lease
+/// `id` (a lease is renewed, revoked or read through the keys it holds).
+fn check_lease_keys(context: &Context, caller: &Caller, id: i64, access: Access) -> Result<(), Status> {
+    let auth = context.auth();
+    if !auth.enabled {
+        return Ok(());
+    }
+    caller.check_authenticated(&auth)?;
+    if caller.check_admin(&auth).is_ok() {
+        return Ok(());
+    }
+    for key in context.member.store().lease_keys(id).map_err(status::from_store)? {
+        match access {
+            Access::Read => caller.check_read(&auth, &key, &[])?,
+            Access::Write => caller.check_write(&auth, &key, &[])?,
+        }
+    }
+    Ok(())
+}
 
 type KeepAliveStream = tokio_stream::wrappers::ReceiverStream<Result<PbLeaseKeepAliveResponse, Status>>;
 
@@ -63,7 +85,9 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<PbLeaseRevokeRequest>,
     ) -> Result<Response<PbLeaseRevokeResponse>, Status> {
+        let caller = self.context.caller(request.metadata())?;
         let id = request.into_inner().id;
+        check_lease_keys(&self.context, &caller, id, Access::Write)?;
         let response = self.context.member.lease_revoke(id).await;
         let response = response.map_err(status::from_member)?.map_err(status::from_store)?;
         Ok(Response::new(PbLeaseRevokeResponse { header: self.context.header(response.revision()) }))
@@ -75,11 +99,16 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<Streaming<PbLeaseKeepAliveRequest>>,
     ) -> Result<Response<KeepAliveStream>, Status> {
+        let caller = self.context.caller(request.metadata())?;
         let mut inbound = request.into_inner();
         let (outbound, receiver) = mpsc::channel(KEEP_ALIVE_RESPONSES_MAX);
         let context = self.context.clone();
         tokio::spawn(async move {
             while let Ok(Some(request)) = inbound.message().await {
+                if let Err(refused) = check_lease_keys(&context, &caller, request.id, Access::Write) {
+                    let _ = outbound.send(Err(refused)).await;
+                    break;
+                }
                 // The leader keeps the clocks; etcd answers an unknown lease with TTL 0.
                 let ttl = match context.member.lease_keep_alive(request.id).await {
                     Ok(ttl) => ttl.unwrap_or(0),
@@ -102,7 +131,11 @@ impl PbLeaseService for LeaseService {
         &self,
         request: Request<PbLeaseTimeToLiveRequest>,
     ) -> Result<Response<PbLeaseTimeToLiveResponse>, Status> {
+        let caller = self.context.caller(request.metadata())?;
         let request = request.into_inner();
+        if request.keys {
+            check_lease_keys(&self.context, &caller, request.id, Access::Read)?;
+        }
         let member = &self.context.member;
         let answer = member.lease_time_to_live(request.id, request.keys).await.map_err(status::from_member)?;
         // etcd answers an unknown lease with TTL -1 rather than an error.
@@ -126,10 +159,14 @@ impl PbLeaseService for LeaseService {
 
     async fn lease_leases(
         &self,
-        _request: Request<PbLeaseLeasesRequest>,
+        request: Request<PbLeaseLeasesRequest>,
     ) -> Result<Response<PbLeaseLeasesResponse>, Status> {
+        let caller = self.context.caller(request.metadata())?;
         let store = self.context.member.store();
         let leases = store.leases().map_err(status::from_store)?;
+        for lease in &leases {
+            check_lease_keys(&self.context, &caller, lease.id, Access::Read)?;
+        }
         Ok(Response::new(PbLeaseLeasesResponse {
             header: self.context.header(store.revision()),
             leases: leases.into_iter().map(|lease| PbLeaseStatus { id: lease.id }).collect(),

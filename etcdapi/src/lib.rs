@@ -4,10 +4,13 @@
 //! the `etcd-client` crate's `build-server` feature); everything below it speaks `store` and
 //! `raft` types. Error codes and messages are mapped to etcd's here and only here (`status.rs`).
 //!
-//! Served: KV, Watch, Lease, Cluster, Maintenance, Lock and Election (the last two generated
-//! from `proto/`), and `/health`, `/version`, `/metrics` on the same port; anything else (Auth)
-//! answers UNIMPLEMENTED naming the method, as COMPAT.md lists.
+//! Served: KV, Watch, Lease, Cluster, Maintenance, Auth, Lock and Election (the last three
+//! generated from `proto/`), and `/health`, `/version`, `/metrics` on the same port; anything
+//! else answers UNIMPLEMENTED naming the method, as COMPAT.md lists. `access.rs` says who a
+//! request comes from and what etcd's auth lets them do.
 
+mod access;
+mod auth;
 mod cluster;
 mod concurrency;
 mod convert;
@@ -20,6 +23,7 @@ mod maintenance;
 mod protos;
 mod snapshot_stream;
 mod status;
+mod token;
 mod watch_service;
 
 use std::net::SocketAddr;
@@ -31,6 +35,8 @@ use etcd_client::proto::{
 use raft::Member;
 use watch::WatchHub;
 
+pub use access::Caller;
+pub use auth::{AuthOptions, AuthService};
 pub use cluster::ClusterService;
 pub use election::ElectionService;
 pub use kv::KvService;
@@ -56,17 +62,23 @@ pub struct Context {
     /// etcd's `--max-request-bytes`: larger writes are refused, larger watch revisions are
     /// split for `fragment` watches.
     pub max_request_bytes: usize,
+    pub auth_options: AuthOptions,
 }
 
 impl Context {
     pub fn new(member: Member, hub: Arc<WatchHub>) -> Arc<Context> {
-        Context::with_max_request_bytes(member, hub, MAX_REQUEST_BYTES)
+        Context::with_options(member, hub, MAX_REQUEST_BYTES, AuthOptions::default())
     }
 
-    pub fn with_max_request_bytes(member: Member, hub: Arc<WatchHub>, max_request_bytes: usize) -> Arc<Context> {
+    pub fn with_options(
+        member: Member,
+        hub: Arc<WatchHub>,
+        max_request_bytes: usize,
+        auth_options: AuthOptions,
+    ) -> Arc<Context> {
         // The same on every member: derived from the cluster token they all start with.
         let cluster_id = raft::cluster_id(&member.config.cluster_token);
-        Arc::new(Context { member, hub, cluster_id, max_request_bytes })
+        Arc::new(Context { member, hub, cluster_id, max_request_bytes, auth_options })
     }
 
     pub fn header(&self, revision: i64) -> Option<PbResponseHeader> {
@@ -111,6 +123,10 @@ pub async fn serve(
         )
         .add_service(
             protos::v3electionpb::election_server::ElectionServer::new(ElectionService::new(context.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            protos::etcdserverpb::auth_server::AuthServer::new(AuthService::new(context.clone()))
                 .max_decoding_message_size(limit),
         )
         .add_service(PbWatchServer::new(WatchService::new(context)).max_decoding_message_size(limit));

@@ -30,6 +30,7 @@ impl Lock for LockService {
     /// Joins the queue (creates the ownership key if this lease has none yet), then waits for
     /// every older key under the name to go. Fails if the lease ends while waiting.
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        concurrency::check_name_access(&self.context, request.metadata(), &request.get_ref().name, true)?;
         let request = request.into_inner();
         let context = &self.context;
         let lease = concurrency::session_lease(context, request.lease).await?;
@@ -76,6 +77,7 @@ impl Lock for LockService {
 
     /// Deletes the ownership key (whoever holds it), as etcd's Unlock does.
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        concurrency::check_key_write(&self.context, request.metadata(), &request.get_ref().key)?;
         let key = Bytes::from(request.into_inner().key);
         let delete = DeleteRangeRequest { key, ..DeleteRangeRequest::default() };
         let response = concurrency::write(&self.context, Command::DeleteRange(delete)).await?;

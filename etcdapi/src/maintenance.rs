@@ -36,7 +36,12 @@ impl PbMaintenanceService for MaintenanceService {
     /// them, DEACTIVATE (`etcdctl alarm disarm`) lowers them; ACTIVATE is not supported.
     async fn alarm(&self, request: Request<PbAlarmRequest>) -> Result<Response<PbAlarmResponse>, Status> {
         // etcd's AlarmRequest actions: GET = 0, ACTIVATE = 1, DEACTIVATE = 2.
-        let action = request.into_inner().action;
+        let action = request.get_ref().action;
+        if action == 0 {
+            self.context.require_authenticated(request.metadata())?;
+        } else {
+            self.context.require_admin(request.metadata())?;
+        }
         if action == 1 {
             return Err(not_yet("Alarm ACTIVATE"));
         }
@@ -45,7 +50,8 @@ impl PbMaintenanceService for MaintenanceService {
         Ok(Response::new(PbAlarmResponse { header: self.context.header(store.revision()), alarms: to_wire(&alarms) }))
     }
 
-    async fn status(&self, _request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+    async fn status(&self, request: Request<PbStatusRequest>) -> Result<Response<PbStatusResponse>, Status> {
+        self.context.require_authenticated(request.metadata())?;
         let store = self.context.member.store();
         let raft = self.context.member.status();
         let size = store.size_bytes() as i64;
@@ -73,8 +79,9 @@ impl PbMaintenanceService for MaintenanceService {
     /// or writes, so the etcd recovery from NOSPACE (compact, defrag, disarm) works unchanged.
     async fn defragment(
         &self,
-        _request: Request<PbDefragmentRequest>,
+        request: Request<PbDefragmentRequest>,
     ) -> Result<Response<PbDefragmentResponse>, Status> {
+        self.context.require_admin(request.metadata())?;
         let store = self.context.member.store().clone();
         // First let requested compactions finish, so what they free is reclaimed too.
         let reclaimed = tokio::task::spawn_blocking(move || {
@@ -90,13 +97,15 @@ impl PbMaintenanceService for MaintenanceService {
 
     /// The hash of the whole keyspace at the current revision (keel hashes logical content, so
     /// members that compacted physically to different points agree).
-    async fn hash(&self, _request: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
+    async fn hash(&self, request: Request<PbHashRequest>) -> Result<Response<PbHashResponse>, Status> {
+        self.context.require_admin(request.metadata())?;
         let store = self.context.member.store();
         let hash = store.hash_kv(0).map_err(status::from_store)?;
         Ok(Response::new(PbHashResponse { header: self.context.header(store.revision()), hash: hash.hash }))
     }
 
     async fn hash_kv(&self, request: Request<PbHashKvRequest>) -> Result<Response<PbHashKvResponse>, Status> {
+        self.context.require_admin(request.metadata())?;
         let store = self.context.member.store();
         let hash = store.hash_kv(request.into_inner().revision).map_err(status::from_store)?;
         // As etcd: the header carries the revision that was hashed (writes may land meanwhile).
@@ -110,7 +119,8 @@ impl PbMaintenanceService for MaintenanceService {
 
     type SnapshotStream = SnapshotStream;
 
-    async fn snapshot(&self, _request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<PbSnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.context.require_admin(request.metadata())?;
         let chunks = crate::snapshot_stream::start(&self.context);
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(chunks))))
     }
@@ -121,6 +131,7 @@ impl PbMaintenanceService for MaintenanceService {
         &self,
         request: Request<PbMoveLeaderRequest>,
     ) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        self.context.require_admin(request.metadata())?;
         let target = request.into_inner().target_id;
         self.context.member.transfer_leader(target).await.map_err(status::from_member)?;
         let store = self.context.member.store();

@@ -19,10 +19,34 @@ pub fn from_store(error: store::Error) -> Status {
         E::InvalidLeaseId { .. } => (Code::InvalidArgument, "etcdserver: lease ID must be positive"),
         E::DuplicateKey => (Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
         E::TooManyOps { .. } => (Code::InvalidArgument, "etcdserver: too many operations in txn request"),
+        E::Auth(auth) => return from_auth(auth.clone()),
         E::Corrupt { .. } => return Status::data_loss(format!("etcdserver: {error}")),
         E::Engine(_) | E::Failed => return Status::internal(format!("etcdserver: {error}")),
     };
     Status::new(code, message)
+}
+
+/// etcd's codes for auth errors (its rpctypes); the messages are the errors' own.
+pub fn from_auth(error: store::AuthError) -> Status {
+    use store::AuthError as E;
+    let code = match error {
+        E::UserEmpty | E::RoleEmpty | E::AuthFailed | E::PermissionNotGiven | E::InvalidAuthManagement => {
+            Code::InvalidArgument
+        }
+        E::PermissionDenied => Code::PermissionDenied,
+        E::InvalidAuthToken => Code::Unauthenticated,
+        E::NoPasswordUser => Code::Unknown,
+        E::RootUserNotExist
+        | E::RootRoleNotExist
+        | E::UserAlreadyExist
+        | E::UserNotFound
+        | E::RoleAlreadyExist
+        | E::RoleNotFound
+        | E::RoleNotGranted
+        | E::PermissionNotGranted
+        | E::AuthNotEnabled => Code::FailedPrecondition,
+    };
+    Status::new(code, error.to_string())
 }
 
 pub fn from_member(error: MemberError) -> Status {

@@ -49,6 +49,7 @@ impl PbWatchService for WatchService {
         // kube-apiserver opens every watch with `hasleader=true`: such a stream ends with "no
         // leader" when its member has been without one for a while, so the client moves on.
         let requires_leader = request.metadata().get("hasleader").is_some_and(|value| value == "true");
+        let caller = self.context.caller(request.metadata())?;
         let mut inbound = request.into_inner();
         let mut stream = self.context.hub.open_stream();
         let (outbound, receiver) = mpsc::channel(OUTBOUND_RESPONSES_MAX);
@@ -62,9 +63,24 @@ impl PbWatchService for WatchService {
             loop {
                 tokio::select! {
                     request = inbound.message() => match request {
-                        Ok(Some(request)) => match handle(&mut stream, request).await {
+                        Ok(Some(request)) => match handle(&mut stream, &context, &caller, request).await {
                             Ok(Handled::Created { watch_id, fragment: true }) => {
                                 fragmenting.insert(watch_id);
+                            }
+                            Ok(Handled::Refused(status)) => {
+                                // etcd answers a watch the caller may not read with a created
+                                // and canceled response carrying the reason, not a stream error.
+                                let refusal = PbWatchResponse {
+                                    header: context.header(context.member.store().revision()),
+                                    watch_id: -1,
+                                    created: true,
+                                    canceled: true,
+                                    cancel_reason: status.message().to_string(),
+                                    ..PbWatchResponse::default()
+                                };
+                                if outbound.send(Ok(refusal)).await.is_err() {
+                                    break;
+                                }
                             }
                             Ok(Handled::Canceled { watch_id }) => {
                                 fragmenting.remove(&watch_id);
@@ -135,16 +151,31 @@ async fn send(
 
 /// What a client request did to the stream's watch set.
 enum Handled {
-    Created { watch_id: i64, fragment: bool },
-    Canceled { watch_id: i64 },
+    Created {
+        watch_id: i64,
+        fragment: bool,
+    },
+    Canceled {
+        watch_id: i64,
+    },
+    /// The caller may not read the range (auth).
+    Refused(Status),
     Other,
 }
 
-async fn handle(stream: &mut WatchStream, request: PbWatchRequest) -> Result<Handled, Status> {
+async fn handle(
+    stream: &mut WatchStream,
+    context: &Context,
+    caller: &crate::Caller,
+    request: PbWatchRequest,
+) -> Result<Handled, Status> {
     match request.request_union {
         Some(PbWatchRequestUnion::CreateRequest(create)) => {
             if create.key.is_empty() {
                 return Err(Status::invalid_argument("etcdserver: key is not provided"));
+            }
+            if let Err(status) = caller.check_read(&context.auth(), &create.key, &create.range_end) {
+                return Ok(Handled::Refused(status));
             }
             let range = KeyRange::new(&create.key.into(), &create.range_end.into());
             let watch = WatchRequest {

@@ -50,6 +50,7 @@ fn added_bytes(command: &Command) -> Option<u64> {
         Command::Put(put) => Some((put.key.len() + put.value.len()) as u64),
         Command::Txn(txn) => txn_put_bytes(txn),
         Command::LeaseGrant { .. } => Some(0),
+        Command::AsUser { command, .. } => added_bytes(command),
         _ => None,
     }
 }

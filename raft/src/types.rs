@@ -13,7 +13,11 @@ pub struct Request {
 impl fmt::Display for Request {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Commands can be large; the variant is what a log line needs.
-        let kind = match &self.command {
+        let command = match &self.command {
+            store::Command::AsUser { command, .. } => command.as_ref(),
+            command => command,
+        };
+        let kind = match command {
             store::Command::Put(_) => "put",
             store::Command::DeleteRange(_) => "delete_range",
             store::Command::Txn(_) => "txn",
@@ -21,6 +25,8 @@ impl fmt::Display for Request {
             store::Command::LeaseGrant { .. } => "lease_grant",
             store::Command::LeaseRevoke { .. } => "lease_revoke",
             store::Command::LeaseCheckpoint { .. } => "lease_checkpoint",
+            store::Command::Auth(_) => "auth",
+            store::Command::AsUser { .. } => "nested_as_user",
         };
         formatter.write_str(kind)
     }

@@ -5,6 +5,9 @@
 //! [`PendingWrites`], which later commands of the batch read through, and the whole batch
 //! reaches the engine as one atomic write together with the new revision and applied position.
 
+use std::sync::Arc;
+
+use crate::auth::{Access, AuthState};
 use crate::codec::{self, VersionRecord};
 use crate::command::{
     Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, LeaseInfo, PutRequest,
@@ -31,6 +34,9 @@ pub struct Applier<'a> {
     pub compact_revision: i64,
     /// One entry per command that changed keys.
     pub changes: Vec<Change>,
+    /// The auth state as of the commands applied so far; written back if `auth_changed`.
+    pub auth: Arc<AuthState>,
+    pub auth_changed: bool,
 }
 
 /// The writes of one command: they all share one main revision.
@@ -59,7 +65,13 @@ struct TxnPlan {
 }
 
 impl<'a> Applier<'a> {
-    pub fn new(engine: &'a dyn Engine, max_txn_ops: usize, revision: i64, compact_revision: i64) -> Self {
+    pub fn new(
+        engine: &'a dyn Engine,
+        max_txn_ops: usize,
+        revision: i64,
+        compact_revision: i64,
+        auth: Arc<AuthState>,
+    ) -> Self {
         Applier {
             engine,
             max_txn_ops,
@@ -67,12 +79,21 @@ impl<'a> Applier<'a> {
             revision,
             compact_revision,
             changes: Vec::new(),
+            auth,
+            auth_changed: false,
         }
     }
 
     /// Applies one command. An `Err` is the command's own failure (it wrote nothing), except
     /// [`Error::Engine`] and [`Error::Corrupt`], after which the batch must be abandoned.
     pub fn apply(&mut self, command: &Command) -> Result<Response> {
+        if let Command::AsUser { user, command } = command {
+            if matches!(**command, Command::AsUser { .. }) {
+                return Err(Error::Corrupt { what: "a command on behalf of a user nests another".into() });
+            }
+            self.check_access(user.as_deref(), command)?;
+            return self.apply(command);
+        }
         let mut writer = RevisionWriter { main: self.revision + 1, next_sub: 0, events: Vec::new() };
         let response = match command {
             Command::Put(put) => {
@@ -111,6 +132,12 @@ impl<'a> Applier<'a> {
                 self.pending.put(Space::Lease, codec::lease_key(*id).to_vec(), lease::encode(&info));
                 Response::LeaseCheckpoint { revision: self.revision }
             }
+            Command::Auth(change) => {
+                Arc::make_mut(&mut self.auth).apply(change)?;
+                self.auth_changed = true;
+                Response::Auth { revision: self.revision }
+            }
+            Command::AsUser { .. } => unreachable!("handled above"),
         };
         if writer.wrote() {
             self.revision = writer.main;
@@ -353,8 +380,74 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
+    /// Whether `user` may run `command`, by etcd's rules, while auth is enabled.
+    fn check_access(&self, user: Option<&str>, command: &Command) -> Result<()> {
+        let auth = &self.auth;
+        if !auth.enabled {
+            return Ok(());
+        }
+        match command {
+            Command::Put(put) => self.check_put_access(user, put),
+            Command::DeleteRange(delete) => self.check_delete_access(user, delete),
+            Command::Txn(txn) => self.check_txn_access(user, txn),
+            Command::LeaseRevoke { id } => self.check_lease_keys_writable(user, *id),
+            Command::Auth(_) => Ok(auth.check_admin(user)?),
+            // etcd checks neither: any client may compact and grant leases.
+            Command::Compact { .. } | Command::LeaseGrant { .. } | Command::LeaseCheckpoint { .. } => Ok(()),
+            Command::AsUser { .. } => {
+                Err(Error::Corrupt { what: "a command on behalf of a user nests another".into() })
+            }
+        }
+    }
+
+    fn check_put_access(&self, user: Option<&str>, put: &PutRequest) -> Result<()> {
+        self.auth.check(user, &put.key, &[], Access::Write)?;
+        if put.prev_kv {
+            self.auth.check(user, &put.key, &[], Access::Read)?;
+        }
+        if put.lease != 0 {
+            // A lease whose keys this user could not write is one it could not revoke either,
+            // so it may not attach keys to it (etcd's checkLeasePuts).
+            self.check_lease_keys_writable(user, put.lease)?;
+        }
+        Ok(())
+    }
+
+    fn check_delete_access(&self, user: Option<&str>, delete: &DeleteRangeRequest) -> Result<()> {
+        self.auth.check(user, &delete.key, &delete.range_end, Access::Write)?;
+        if delete.prev_kv {
+            self.auth.check(user, &delete.key, &delete.range_end, Access::Read)?;
+        }
+        Ok(())
+    }
+
+    fn check_txn_access(&self, user: Option<&str>, txn: &TxnRequest) -> Result<()> {
+        for compare in &txn.compare {
+            self.auth.check(user, &compare.key, &compare.range_end, Access::Read)?;
+        }
+        for op in txn.success.iter().chain(&txn.failure) {
+            match op {
+                RequestOp::Range(range) => self.auth.check(user, &range.key, &range.range_end, Access::Read)?,
+                RequestOp::Put(put) => self.check_put_access(user, put)?,
+                RequestOp::DeleteRange(delete) => self.check_delete_access(user, delete)?,
+                RequestOp::Txn(nested) => self.check_txn_access(user, nested)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn check_lease_keys_writable(&self, user: Option<&str>, id: i64) -> Result<()> {
+        for key in lease::keys(&self.pending.over(self.engine), id)? {
+            self.auth.check(user, &key, &[], Access::Write)?;
+        }
+        Ok(())
+    }
+
     /// Ends the batch: the writes plus the new revision and applied position, as one batch.
     pub fn finish(mut self, position: &[u8]) -> (crate::engine::WriteBatch, Vec<Change>) {
+        if self.auth_changed {
+            self.auth.write(&mut self.pending);
+        }
         meta::write_i64(&mut self.pending, meta::REVISION, self.revision);
         meta::write_bytes(&mut self.pending, meta::APPLIED_POSITION, position);
         (self.pending.into_batch(), self.changes)

@@ -169,6 +169,15 @@ pub enum Command {
         id: i64,
         remaining_ttl_seconds: i64,
     },
+    /// Change users, roles or whether auth is enabled.
+    Auth(crate::AuthCommand),
+    /// `command` on behalf of an etcd API client: while auth is enabled it applies only if
+    /// `user` may do it, checked against the auth state it applies on (etcd's auth applier).
+    /// Commands without it come from keel itself (lease expiry, the apiserver) and are trusted.
+    AsUser {
+        user: Option<String>,
+        command: Box<Command>,
+    },
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -180,6 +189,7 @@ pub enum Response {
     LeaseGrant { id: i64, ttl_seconds: i64, revision: i64 },
     LeaseRevoke { revision: i64 },
     LeaseCheckpoint { revision: i64 },
+    Auth { revision: i64 },
 }
 
 impl Response {
@@ -192,7 +202,8 @@ impl Response {
             Response::Compact { revision }
             | Response::LeaseGrant { revision, .. }
             | Response::LeaseRevoke { revision }
-            | Response::LeaseCheckpoint { revision } => *revision,
+            | Response::LeaseCheckpoint { revision }
+            | Response::Auth { revision } => *revision,
         }
     }
 }

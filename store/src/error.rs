@@ -31,6 +31,9 @@ pub enum Error {
     DuplicateKey,
     #[error("etcdserver: too many operations in txn request")]
     TooManyOps { ops: usize, max_txn_ops: usize },
+    /// Refused by auth: a permission, a user or role that is missing, ... (etcd's messages).
+    #[error(transparent)]
+    Auth(#[from] crate::AuthError),
     /// A record failed its checksum or could not be decoded. The store never serves it.
     #[error("store corruption: {what}")]
     Corrupt { what: String },

@@ -11,6 +11,7 @@
 //! a read at a revision finds its versions).
 
 mod apply;
+mod auth;
 mod codec;
 mod command;
 mod compaction;
@@ -32,6 +33,7 @@ mod snapshot;
 mod store;
 mod txn_check;
 
+pub use auth::{Access, AuthCommand, AuthError, AuthState, Permission, PermissionType, Role, User, ROOT};
 pub use command::{
     Command, Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, LeaseInfo, PutRequest,
     PutResponse, RangeRequest, RangeResponse, RequestOp, Response, ResponseOp, SortOrder, SortTarget, TxnRequest,

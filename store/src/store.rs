@@ -3,12 +3,13 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
 use crate::apply::Applier;
+use crate::auth::AuthState;
 use crate::command::{Command, LeaseInfo, RangeRequest, RangeResponse, Response};
 use crate::compaction::{self, CompactionOptions, CompactionState};
 use crate::engine::{Durability, Engine};
@@ -66,6 +67,8 @@ struct Shared {
     revision: AtomicI64,
     compact_revision: AtomicI64,
     compaction: Arc<CompactionState>,
+    /// The auth state as of the last applied batch (read on every authenticated request).
+    auth: RwLock<Arc<AuthState>>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +99,7 @@ impl Store {
         let compact_revision = meta::read_i64(engine.as_ref(), meta::COMPACT_REVISION)?.unwrap_or(0);
         let compact_finished = meta::read_i64(engine.as_ref(), meta::COMPACT_FINISHED)?.unwrap_or(0);
         let applied_position = meta::read_bytes(engine.as_ref(), meta::APPLIED_POSITION)?.map(Bytes::from);
+        let auth = RwLock::new(Arc::new(AuthState::read(engine.as_ref())?));
         let compaction = Arc::new(CompactionState::default());
         {
             let mut progress = compaction.progress.lock().expect("compaction lock");
@@ -116,6 +120,7 @@ impl Store {
             revision: AtomicI64::new(revision),
             compact_revision: AtomicI64::new(compact_revision),
             compaction,
+            auth,
         });
         Ok(Store { shared, compactor: Some(compactor) })
     }
@@ -131,7 +136,8 @@ impl Store {
         }
         let revision = shared.revision.load(Ordering::Acquire);
         let compact_revision = shared.compact_revision.load(Ordering::Acquire);
-        let mut applier = Applier::new(shared.engine.as_ref(), shared.options.max_txn_ops, revision, compact_revision);
+        let mut applier =
+            Applier::new(shared.engine.as_ref(), shared.options.max_txn_ops, revision, compact_revision, self.auth());
         let mut results = Vec::with_capacity(commands.len());
         for command in commands {
             match applier.apply(command) {
@@ -143,6 +149,7 @@ impl Store {
             }
         }
         let (new_revision, new_compact_revision) = (applier.revision, applier.compact_revision);
+        let new_auth = applier.auth_changed.then(|| applier.auth.clone());
         let (batch, changes) = applier.finish(position);
         let written = crate::failpoint("store::apply::before_write")
             .and_then(|()| shared.engine.write(batch, shared.options.durability));
@@ -156,6 +163,9 @@ impl Store {
             return Err(error);
         }
         shared.revision.store(new_revision, Ordering::Release);
+        if let Some(auth) = new_auth {
+            *shared.auth.write().expect("auth lock") = auth;
+        }
         state.applied_position = Some(Bytes::copy_from_slice(position));
         if new_compact_revision != compact_revision {
             shared.compact_revision.store(new_compact_revision, Ordering::Release);
@@ -251,6 +261,11 @@ impl Store {
         Ok(lease::keys(self.shared.engine.as_ref(), id)?.into_iter().map(Bytes::from).collect())
     }
 
+    /// Users, roles and whether auth is enabled, as of the last applied batch.
+    pub fn auth(&self) -> Arc<AuthState> {
+        self.shared.auth.read().expect("auth lock").clone()
+    }
+
     pub fn revision(&self) -> i64 {
         self.shared.revision.load(Ordering::Acquire)
     }
@@ -309,6 +324,7 @@ impl Store {
         let compact_revision = meta::read_i64(engine, meta::COMPACT_REVISION)?.unwrap_or(0);
         let compact_finished = meta::read_i64(engine, meta::COMPACT_FINISHED)?.unwrap_or(0);
         state.applied_position = meta::read_bytes(engine, meta::APPLIED_POSITION)?.map(Bytes::from);
+        *shared.auth.write().expect("auth lock") = Arc::new(AuthState::read(engine)?);
         state.failed = false;
         shared.revision.store(revision, Ordering::Release);
         shared.compact_revision.store(compact_revision, Ordering::Release);
