@@ -4,97 +4,15 @@
 
 mod support;
 
-use support::free_port;
+use support::keel_server::{KeelServer, WAIT};
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
-use kube::{Api, Client, Config};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A `keel server` process that can be restarted on the same ports and data.
-struct KeelServer {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    args: Vec<String>,
-    kubeconfig: PathBuf,
-}
-
-impl KeelServer {
-    fn start() -> KeelServer {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig.yaml");
-        let client = format!("http://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let args: Vec<String> = vec![
-            "server".into(),
-            "--data-dir".into(),
-            dir.path().join("data").to_str().unwrap().into(),
-            "--listen-client-urls".into(),
-            client.clone(),
-            "--advertise-client-urls".into(),
-            client,
-            "--listen-peer-urls".into(),
-            peer.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer,
-            "--secure-port".into(),
-            free_port().to_string(),
-            "--write-kubeconfig".into(),
-            kubeconfig.to_str().unwrap().into(),
-        ];
-        let mut server = KeelServer { child: None, dir, args, kubeconfig };
-        server.run();
-        server
-    }
-
-    fn run(&mut self) {
-        let _ = std::fs::remove_file(&self.kubeconfig);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("keel.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(&self.args)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start keel server");
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while !self.kubeconfig.exists() {
-            assert!(Instant::now() < deadline, "keel server did not start:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("keel.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM by PID, then waits for the process.
-    fn stop(&mut self) {
-        if let Some(child) = self.child.take() {
-            support::terminate(child, WAIT);
-        }
-    }
-
-    async fn client(&self) -> Client {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
-        Client::try_from(config).unwrap()
-    }
-}
-
-impl Drop for KeelServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use kube::Api;
 
 fn config_map(name: &str) -> ConfigMap {
     serde_json::from_value(serde_json::json!({

@@ -1,146 +1,19 @@
 //! kubectl 1.33 and 1.32 against a real `keel server` process: the everyday commands, each
 //! checked on what the server answers, and the errors clients test for.
 //!
-//! Each test starts its own server on free loopback ports (the API on port 0: the server picks
-//! one and writes it into the kubeconfig), with its own data directory and kubectl cache, and
-//! stops it by PID.
+//! Each test starts its own server on free loopback ports (`support::keel_server`), with its own
+//! data directory and kubectl cache, and stops it by PID.
 
 mod support;
 
-use support::free_port;
+use support::keel_server::{kubectl_binary, kubectl_dir, KeelServer, WAIT};
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-/// Generous bound for anything a healthy server does in well under a second.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// The Google Cloud SDK's folder of kubectl binaries (`kubectl` picks one by server version).
-fn kubectl_dir() -> PathBuf {
-    let which = Command::new("which").arg("kubectl").output().expect("run which");
-    let path = String::from_utf8(which.stdout).unwrap().trim().to_string();
-    assert!(!path.is_empty(), "kubectl is not installed: these tests need kubectl 1.32 and 1.33");
-    std::fs::canonicalize(path).unwrap().parent().unwrap().to_path_buf()
-}
-
-fn kubectl_binary(version: &str) -> PathBuf {
-    let binary = kubectl_dir().join(format!("kubectl.{version}"));
-    assert!(binary.exists(), "{} is missing", binary.display());
-    binary
-}
-
-/// A `keel server` process and what kubectl needs to reach it.
-struct KeelServer {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-impl KeelServer {
-    fn start() -> KeelServer {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig.yaml");
-        let client = format!("http://127.0.0.1:{}", free_port());
-        let peer = format!("http://127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("keel.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .arg("server")
-            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--secure-port", "0", "--write-kubeconfig", kubeconfig.to_str().unwrap()])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start keel server");
-        let mut server = KeelServer { child: Some(child), dir, kubeconfig };
-        let deadline = Instant::now() + WAIT;
-        while !server.kubeconfig.exists() {
-            assert!(Instant::now() < deadline, "keel server did not start:\n{}", server.log());
-            assert!(
-                server.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-                "keel server exited:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("keel.log")).unwrap_or_default()
-    }
-
-    fn command(&self, kubectl: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new(kubectl);
-        command
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("kube-cache"))
-            .args(args);
-        command
-    }
-
-    fn run(&self, kubectl: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut command = self.command(kubectl, args);
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().expect("run kubectl");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs kubectl and expects success; returns stdout.
-    fn ok(&self, kubectl: &Path, args: &[&str]) -> String {
-        self.ok_with_input(kubectl, args, None)
-    }
-
-    fn ok_with_input(&self, kubectl: &Path, args: &[&str], stdin: Option<&str>) -> String {
-        let output = self.run(kubectl, args, stdin);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "kubectl {args:?} failed:\n{stdout}\n{stderr}\nserver log:\n{}", self.log());
-        stdout
-    }
-
-    /// Runs kubectl and expects failure; returns stderr.
-    fn fails(&self, kubectl: &Path, args: &[&str], stdin: Option<&str>) -> String {
-        let output = self.run(kubectl, args, stdin);
-        assert!(
-            !output.status.success(),
-            "kubectl {args:?} should have failed:\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-
-    fn json(&self, kubectl: &Path, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(kubectl, &args)).unwrap()
-    }
-
-    fn stop(&mut self) {
-        if let Some(child) = self.child.take() {
-            support::terminate(child, WAIT);
-        }
-    }
-}
-
-impl Drop for KeelServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 const MANIFEST: &str = r#"apiVersion: v1
 kind: Namespace
@@ -195,12 +68,6 @@ spec:
     targetPort: 80
 "#;
 
-fn write_manifest(server: &KeelServer, name: &str, text: &str) -> String {
-    let path = server.dir.path().join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 /// The whole everyday scenario with one kubectl binary.
 fn scenario(kubectl: &Path) {
     let server = KeelServer::start();
@@ -213,7 +80,7 @@ fn scenario(kubectl: &Path) {
     }
 
     // create -f of a multi-document manifest.
-    let manifest = write_manifest(&server, "manifest.yaml", MANIFEST);
+    let manifest = server.write_file("manifest.yaml", MANIFEST);
     let created = server.ok(k, &["create", "-f", &manifest]);
     for line in
         ["namespace/demo created", "configmap/settings created", "deployment.apps/web created", "service/web created"]
@@ -252,7 +119,7 @@ fn scenario(kubectl: &Path) {
     assert!(applied.contains("deployment.apps/web configured"), "{applied}");
     let again = server.ok(k, &["apply", "-f", &manifest]);
     assert_eq!(again.matches("unchanged").count(), 4, "{again}");
-    let edited = write_manifest(&server, "edited.yaml", &MANIFEST.replace("color: blue", "color: red"));
+    let edited = server.write_file("edited.yaml", &MANIFEST.replace("color: blue", "color: red"));
     let applied = server.ok(k, &["apply", "-f", &edited]);
     assert!(
         applied.contains("configmap/settings configured") && applied.contains("deployment.apps/web unchanged"),

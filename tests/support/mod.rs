@@ -1,8 +1,11 @@
 //! A cluster of real `keel store` processes on loopback ports, for the multi-process tests:
 //! start, SIGKILL, SIGSTOP/SIGCONT, restart, add and remove members, and etcd-client
 //! connections to each member. Every process is stopped by its PID when the cluster drops.
+//! `keel_server` is the same for one `keel server` and the Kubernetes API clients.
 
 #![allow(dead_code)]
+
+pub mod keel_server;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

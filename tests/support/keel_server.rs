@@ -1,0 +1,175 @@
+//! A real `keel server` process for the Kubernetes API tests (kubectl, the kube crate, the
+//! controllers): its own data directory, free loopback ports, a kubeconfig, its log; restartable
+//! on the same ports and data; stopped by PID when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::free_port;
+
+/// Generous bound for anything a healthy server does in well under a second.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The Google Cloud SDK's folder of kubectl binaries (`kubectl` picks one by server version).
+pub fn kubectl_dir() -> PathBuf {
+    let which = Command::new("which").arg("kubectl").output().expect("run which");
+    let path = String::from_utf8(which.stdout).unwrap().trim().to_string();
+    assert!(!path.is_empty(), "kubectl is not installed: these tests need kubectl 1.32 and 1.33");
+    std::fs::canonicalize(path).unwrap().parent().unwrap().to_path_buf()
+}
+
+pub fn kubectl_binary(version: &str) -> PathBuf {
+    let binary = kubectl_dir().join(format!("kubectl.{version}"));
+    assert!(binary.exists(), "{} is missing", binary.display());
+    binary
+}
+
+pub struct KeelServer {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    pub kubeconfig: PathBuf,
+}
+
+impl KeelServer {
+    pub fn start() -> KeelServer {
+        KeelServer::start_with(&[])
+    }
+
+    /// Starts a server with `extra` flags after the usual ones.
+    pub fn start_with(extra: &[&str]) -> KeelServer {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        let client = format!("http://127.0.0.1:{}", free_port());
+        let peer = format!("http://127.0.0.1:{}", free_port());
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "--data-dir".into(),
+            dir.path().join("data").to_str().unwrap().into(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client,
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer,
+            // A fixed port, so a restart serves where clients already point.
+            "--secure-port".into(),
+            free_port().to_string(),
+            "--write-kubeconfig".into(),
+            kubeconfig.to_str().unwrap().into(),
+        ];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        let mut server = KeelServer { child: None, dir, args, kubeconfig };
+        server.run();
+        server
+    }
+
+    /// Starts the process (again) with the same flags and waits for its kubeconfig.
+    pub fn run(&mut self) {
+        let _ = std::fs::remove_file(&self.kubeconfig);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("keel.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(&self.args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start keel server");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while !self.kubeconfig.exists() {
+            assert!(Instant::now() < deadline, "keel server did not start:\n{}", self.log());
+            assert!(self.child.as_mut().unwrap().try_wait().unwrap().is_none(), "keel server exited:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("keel.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM by PID, then waits for the process.
+    pub fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            super::terminate(child, WAIT);
+        }
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        use kube::config::{KubeConfigOptions, Kubeconfig};
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// A kubectl command against this server, with its own HOME and cache.
+    pub fn command(&self, kubectl: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(kubectl);
+        command
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kube-cache"))
+            .args(args);
+        command
+    }
+
+    pub fn run_kubectl(&self, kubectl: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut command = self.command(kubectl, args);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run kubectl");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl and expects success; returns stdout.
+    pub fn ok(&self, kubectl: &Path, args: &[&str]) -> String {
+        self.ok_with_input(kubectl, args, None)
+    }
+
+    pub fn ok_with_input(&self, kubectl: &Path, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.run_kubectl(kubectl, args, stdin);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kubectl {args:?} failed:\n{stdout}\n{stderr}\nserver log:\n{}", self.log());
+        stdout
+    }
+
+    /// Runs kubectl and expects failure; returns stderr.
+    pub fn fails(&self, kubectl: &Path, args: &[&str], stdin: Option<&str>) -> String {
+        let output = self.run_kubectl(kubectl, args, stdin);
+        assert!(
+            !output.status.success(),
+            "kubectl {args:?} should have failed:\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    pub fn json(&self, kubectl: &Path, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(kubectl, &args)).unwrap()
+    }
+
+    /// Writes `text` into the server's directory; returns the path.
+    pub fn write_file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for KeelServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
