@@ -1,1 +1,83 @@
+//! The controller-manager: control loops that are ordinary clients of the Kubernetes API through
+//! the `kube` crate, as kube-controller-manager's are through client-go.
+//!
+//! **Architecture invariant:** nothing here knows keel's store, Raft or apiserver internals; only
+//! the API (discovery, list/watch, get, patch, delete). Any conformant apiserver would do.
+//!
+//! - [`namespace`]: the namespace lifecycle controller. A namespace being deleted is emptied
+//!   resource by resource (found through discovery), then its `kubernetes` finalizer is removed
+//!   through `/finalize`, which lets the apiserver delete it.
+//! - [`garbage_collector`]: ownerReferences. It keeps an owner → dependents graph ([`graph`])
+//!   fed by one watch per resource ([`monitors`]) and works through a queue ([`work_queue`]):
+//!   dependents whose owners are all gone are deleted (background), an owner being deleted with
+//!   `foregroundDeletion` waits until its blocking dependents are gone, one with `orphan` has
+//!   its dependents freed first.
+//!
+//! [`run`] starts them all and returns once `shutdown` completes and they have stopped.
 
+mod error;
+pub mod garbage_collector;
+pub mod graph;
+pub mod monitors;
+pub mod namespace;
+pub mod resources;
+pub mod work_queue;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use kube::Client;
+
+/// A client of the API served on `address` over plain HTTP (as `keel server` serves it on its
+/// loopback address), without credentials.
+pub fn loopback_client(address: SocketAddr) -> Result<Client> {
+    let url = format!("http://{address}");
+    let cluster_url = url.parse().map_err(|error| Error::Config(format!("{url}: {error}")))?;
+    let config = kube::Config::new(cluster_url);
+    Client::try_from(config).map_err(Error::Kube)
+}
+
+/// Tells the control loops to stop; cheap to clone and to wait on.
+#[derive(Debug, Clone)]
+pub struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    /// A shutdown that `trigger` sets when it completes.
+    pub fn on(trigger: impl Future<Output = ()> + Send + 'static) -> Shutdown {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            trigger.await;
+            let _ = sender.send(true);
+        });
+        Shutdown(receiver)
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once the shutdown is set (or its trigger is gone).
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut receiver = self.0.clone();
+        async move {
+            let _ = receiver.wait_for(|set| *set).await;
+        }
+    }
+}
+
+/// Runs every control loop against `client` until `shutdown` completes.
+pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = Shutdown::on(shutdown);
+    let resources = Arc::new(resources::Resources::new(client.clone()));
+    let namespace = tokio::spawn(namespace::run(client.clone(), resources.clone(), shutdown.clone()));
+    let garbage_collector = tokio::spawn(garbage_collector::run(client, resources, shutdown.clone()));
+    tracing::info!("controllers started: namespace, garbage collector");
+    for (name, task) in [("namespace", namespace), ("garbage collector", garbage_collector)] {
+        if let Err(error) = task.await {
+            tracing::error!(controller = name, %error, "a controller task failed");
+        }
+    }
+    tracing::info!("controllers stopped");
+}
