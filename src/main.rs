@@ -20,7 +20,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Store replica + apiserver + control loops: a whole single-node cluster. For now the
-    /// store replica with its etcd API and the Kubernetes API (plain HTTP); control loops follow.
+    /// store replica with its etcd API, the Kubernetes API (plain HTTP), and the namespace and
+    /// garbage-collector controllers; scheduler and node agent follow.
     Server(ServerArgs),
     /// A store replica serving etcd's v3 gRPC API; flags are etcd's.
     Store(StoreArgs),
@@ -445,6 +446,22 @@ struct ServerArgs {
     /// An external etcd for the apiserver instead of keel's own store (not implemented yet).
     #[arg(long)]
     etcd_servers: Option<String>,
+    /// Run the control loops (namespace lifecycle, garbage collector) as clients of this
+    /// server's API; `--controllers=false` runs the API alone (namespaces then stay Terminating
+    /// and dependents are never collected, as without kube-controller-manager).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = true, action = clap::ArgAction::Set)]
+    controllers: bool,
+}
+
+/// The address this process reaches a listener on: the listener's, or loopback for a wildcard.
+fn loopback(address: SocketAddr) -> SocketAddr {
+    match address.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], address.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, address.port()))
+        }
+        _ => address,
+    }
 }
 
 fn run_server(args: ServerArgs) -> Result<(), String> {
@@ -498,7 +515,15 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
             args.store.auth_options(),
         );
         let etcd = tokio::spawn(etcdapi::serve(context, etcd_address, etcd_tls, until_stopped()));
+        let api_address = loopback(api.local_addr());
         let kubernetes = tokio::spawn(api.serve(until_stopped()));
+        // The controllers are clients of the API just started (its listener is bound already).
+        let controllers = if args.controllers {
+            let client = controllers::loopback_client(api_address).map_err(|error| format!("keel server: {error}"))?;
+            Some(tokio::spawn(controllers::run(client, until_stopped())))
+        } else {
+            None
+        };
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|error| format!("keel server: {error}"))?;
         tokio::select! {
@@ -506,6 +531,9 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
             _ = terminate.recv() => {}
         }
         let _ = stop.send(true);
+        if let Some(controllers) = controllers {
+            controllers.await.map_err(|error| error.to_string())?;
+        }
         let etcd = etcd.await.map_err(|error| error.to_string())?;
         let kubernetes = kubernetes.await.map_err(|error| error.to_string())?;
         let _ = member.shutdown().await;

@@ -9,12 +9,13 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::delete_options::DeleteOptions;
 use crate::error::{Error, Result};
 use crate::http::{self, Output, Params};
 use crate::route::{self, ResourcePath, Route};
 use crate::state::ApiState;
 use crate::writer::{self, Part, WriteOptions, Written};
-use crate::{discovery, list, object, openapi, patch, scale, watch_http};
+use crate::{deletion, discovery, list, object, openapi, patch, scale, watch_http};
 
 pub async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -122,19 +123,31 @@ async fn serve_resource(
                 let options = WriteOptions::from_params(params)?;
                 Ok(written(writer::create(state, info, namespace, value, options).await?, info, output))
             }
-            Method::DELETE => delete_collection(state, info, namespace, params).await,
+            Method::DELETE => {
+                let options = DeleteOptions::parse(&http::read_body(body).await?, params)?;
+                delete_collection(state, info, namespace, params, &options).await
+            }
             _ => Err(Error::MethodNotAllowed(format!("{method} is not supported on a collection"))),
         };
     };
     match subresource {
         None => {}
         Some("status") if info.status_subresource => {}
+        // A namespace's `/finalize` is served for PUT only, as by kube-apiserver.
+        Some("finalize") if info.kind == "Namespace" && info.group.is_empty() && *method == Method::PUT => {}
+        Some("finalize") if info.kind == "Namespace" && info.group.is_empty() => {
+            return Err(Error::MethodNotAllowed(format!("{method} is not supported on namespaces/finalize")));
+        }
         Some("scale") if info.scale_subresource => {
             return serve_scale(state, method, resource, name, headers, params, body).await
         }
         Some(_) => return Ok(not_found()),
     }
-    let part = if subresource == Some("status") { Part::Status } else { Part::Main };
+    let part = match subresource {
+        Some("status") => Part::Status,
+        Some("finalize") => Part::Finalize,
+        _ => Part::Main,
+    };
     match *method {
         Method::GET => {
             let object = list::get(state, info, namespace, name, params).await?;
@@ -156,10 +169,8 @@ async fn serve_resource(
             Ok(written(written_object, info, output))
         }
         Method::DELETE if subresource.is_none() => {
-            let body = http::read_body(body).await?;
-            let delete_options: Value = if body.is_empty() { json!({}) } else { http::parse_object(&body)? };
-            let options = WriteOptions::from_params(params)?;
-            Ok(written(writer::delete(state, info, namespace, name, &delete_options, options).await?, info, output))
+            let options = DeleteOptions::parse(&http::read_body(body).await?, params)?;
+            Ok(written(deletion::delete(state, info, namespace, name, &options).await?, info, output))
         }
         _ => Err(Error::MethodNotAllowed(format!("{method} is not supported on {}", info.plural))),
     }
@@ -200,21 +211,22 @@ async fn serve_scale(
     ok(scale::to_scale(&scaled.body))
 }
 
-/// DELETE on a collection: deletes what the selectors select, one object at a time.
+/// DELETE on a collection: deletes what the selectors select, one object at a time, each with
+/// the same options.
 async fn delete_collection(
     state: &ApiState,
     info: &'static crate::registry::ResourceInfo,
     namespace: Option<&str>,
     params: &Params,
+    options: &DeleteOptions,
 ) -> Result<Response> {
     let page = list::page(state, info, namespace, params).await?;
-    let options = WriteOptions::from_params(params)?;
     let mut deleted = Vec::new();
     for item in &page.items {
         let value = item.value();
         let item_namespace = object::namespace(&value).to_string();
         let item_namespace = (!item_namespace.is_empty()).then_some(item_namespace);
-        match writer::delete(state, info, item_namespace.as_deref(), item.name(), &json!({}), options).await {
+        match deletion::delete(state, info, item_namespace.as_deref(), item.name(), options).await {
             Ok(_) => deleted.push(value),
             Err(Error::NotFound(_)) => {}
             Err(error) => return Err(error),

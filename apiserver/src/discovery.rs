@@ -100,6 +100,11 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
         if info.scale_subresource {
             entries.push(subresource_entry(info, "scale"));
         }
+        if info.kind == "Namespace" && info.group.is_empty() {
+            let mut finalize = subresource_entry(info, "finalize");
+            finalize["verbs"] = json!(["update"]);
+            entries.push(finalize);
+        }
     }
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries }))

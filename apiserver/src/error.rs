@@ -75,6 +75,9 @@ pub enum Error {
     Conflict { object: ObjectRef, detail: String },
     #[error("{} \"{}\" is invalid: {}", .object.qualified_kind(), .object.name, causes_text(.causes))]
     Invalid { object: ObjectRef, causes: Vec<Cause> },
+    /// 403: refused by a rule (a namespace being terminated, an immortal namespace), with causes.
+    #[error("{}", forbidden_text(.object, .detail))]
+    Forbidden { object: ObjectRef, detail: String, causes: Vec<Cause> },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -99,6 +102,16 @@ pub enum Error {
     NotImplemented(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// kube-apiserver's `NewForbidden` message: `pods "x" is forbidden: ...`, without the name when
+/// there is none (a create with generateName).
+fn forbidden_text(object: &ObjectRef, detail: &str) -> String {
+    if object.name.is_empty() {
+        format!("{} is forbidden: {detail}", object.qualified())
+    } else {
+        format!("{} \"{}\" is forbidden: {detail}", object.qualified(), object.name)
+    }
 }
 
 fn causes_text(causes: &[Cause]) -> String {

@@ -16,6 +16,8 @@ mod cached_object;
 mod compaction;
 mod continue_token;
 mod defaults;
+mod delete_options;
+mod deletion;
 mod discovery;
 mod error;
 mod http;

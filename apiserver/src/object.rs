@@ -81,6 +81,17 @@ pub fn now_rfc3339() -> String {
     jiff::Timestamp::from_second(now.as_second()).expect("the current time is in range").to_string()
 }
 
+/// `now` plus `seconds` (which may be negative), as Kubernetes writes times.
+pub fn rfc3339_after(now: jiff::Timestamp, seconds: i64) -> String {
+    let second = now.as_second().saturating_add(seconds);
+    jiff::Timestamp::from_second(second).unwrap_or(now).to_string()
+}
+
+/// A time as Kubernetes writes it, read back; None if it is not one.
+pub fn parse_time(text: &str) -> Option<jiff::Timestamp> {
+    text.parse().ok()
+}
+
 /// A random (version 4) UUID for `metadata.uid`.
 pub fn new_uid() -> String {
     let mut bytes: [u8; 16] = rand::random();

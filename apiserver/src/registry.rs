@@ -47,6 +47,19 @@ impl ResourceInfo {
         format!("/registry/{}/", self.plural)
     }
 
+    /// The legacy default of a few group versions: a DELETE without a propagation policy orphans
+    /// the dependents (kube-apiserver's `DefaultGarbageCollectionPolicy`). Of the served types
+    /// only batch/v1 jobs keep it; every other one deletes its dependents in the background.
+    pub fn orphans_dependents_by_default(&self) -> bool {
+        self.group == "batch" && self.version == "v1" && self.kind == "Job"
+    }
+
+    /// A DELETE answers with the object rather than a Status (kube-apiserver's
+    /// `ReturnDeletedObject`).
+    pub fn returns_deleted_object(&self) -> bool {
+        matches!(self.kind, "Pod" | "Service" | "Namespace" | "ServiceAccount") && self.group.is_empty()
+    }
+
     /// The verbs discovery lists.
     pub fn verbs(&self) -> &'static [&'static str] {
         &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]

@@ -19,6 +19,8 @@ pub struct ApiState {
     pub cache_wait: Duration,
     /// The address clients reach the API on, for discovery's `serverAddressByClientCIDRs`.
     pub server_address: String,
+    /// Namespaces deleted a moment ago, whose phase creates read from the store.
+    pub namespace_live_lookups: crate::namespaces::LiveLookups,
     /// Turns true when the server stops, so long-running watches end and shutdown can finish.
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -27,7 +29,14 @@ impl ApiState {
     pub fn new(storage: Arc<dyn Storage>, history_events_max: usize, server_address: String) -> ApiState {
         let caches = RESOURCES.iter().map(|info| Arc::new(WatchCache::new(info, history_events_max))).collect();
         let (stopping, _) = tokio::sync::watch::channel(false);
-        ApiState { storage, caches, cache_wait: Duration::from_secs(3), server_address, stopping }
+        ApiState {
+            storage,
+            caches,
+            cache_wait: Duration::from_secs(3),
+            server_address,
+            namespace_live_lookups: Default::default(),
+            stopping,
+        }
     }
 
     pub fn stop(&self) {

@@ -12,6 +12,7 @@ impl Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::AlreadyExists(_) | Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Expired(_) | Error::Gone(_) => StatusCode::GONE,
@@ -32,6 +33,7 @@ impl Error {
             Error::AlreadyExists(_) => "AlreadyExists",
             Error::Conflict { .. } => "Conflict",
             Error::Invalid { .. } => "Invalid",
+            Error::Forbidden { .. } => "Forbidden",
             Error::BadRequest(_) => "BadRequest",
             Error::MethodNotAllowed(_) => "MethodNotAllowed",
             Error::Expired(_) => "Expired",
@@ -64,6 +66,19 @@ impl Error {
                 let mut details = json!({ "name": object.name, "kind": object.kind, "causes": causes });
                 if !object.group.is_empty() {
                     details["group"] = json!(object.group);
+                }
+                Some(details)
+            }
+            Error::Forbidden { object, causes, .. } => {
+                let mut details = json!({ "name": object.name, "kind": object.plural });
+                if !object.group.is_empty() {
+                    details["group"] = json!(object.group);
+                }
+                if !causes.is_empty() {
+                    details["causes"] = causes
+                        .iter()
+                        .map(|cause| json!({ "reason": cause.reason, "message": cause.message, "field": cause.field }))
+                        .collect();
                 }
                 Some(details)
             }

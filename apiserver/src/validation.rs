@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::delete_options::{FINALIZER_FOREGROUND, FINALIZER_ORPHAN};
 use crate::error::{Cause, Error, ObjectRef, Result};
 use crate::object;
 use crate::registry::ResourceInfo;
@@ -99,7 +100,9 @@ pub fn validate(info: &ResourceInfo, value: &Value, old: Option<&Value>) -> Resu
     for key in annotations.keys().filter(|key| !is_qualified_name(key)) {
         causes.push(Cause::invalid("metadata.annotations", key, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
     }
+    validate_finalizers(value, old, &mut causes);
     match info.kind {
+        "Namespace" => validate_namespace_finalizers(value, &mut causes),
         "Pod" => validate_pod_spec(&value["spec"], "spec", &mut causes),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => validate_workload(value, old, &mut causes),
         "Job" => validate_pod_spec(&value["spec"]["template"]["spec"], "spec.template.spec", &mut causes),
@@ -110,6 +113,55 @@ pub fn validate(info: &ResourceInfo, value: &Value, old: Option<&Value>) -> Resu
         Ok(())
     } else {
         Err(Error::Invalid { object: ObjectRef::new(info, name), causes })
+    }
+}
+
+/// `metadata.finalizers`: qualified names, not both of the garbage collector's, and none added
+/// once the object is being deleted.
+fn validate_finalizers(value: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    let finalizers = object::finalizers(value);
+    for finalizer in finalizers.iter().filter(|finalizer| !is_qualified_name(finalizer)) {
+        causes.push(Cause::invalid("metadata.finalizers", finalizer, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+    }
+    let has = |name: &str| finalizers.iter().any(|finalizer| finalizer == name);
+    if has(FINALIZER_ORPHAN) && has(FINALIZER_FOREGROUND) {
+        causes.push(Cause::invalid(
+            "metadata.finalizers",
+            &format!("{finalizers:?}"),
+            &format!("finalizer {FINALIZER_ORPHAN} and {FINALIZER_FOREGROUND} cannot be both set"),
+        ));
+    }
+    let Some(old) = old.filter(|old| object::metadata(old).is_some_and(|meta| meta.contains_key("deletionTimestamp")))
+    else {
+        return;
+    };
+    let old_finalizers = object::finalizers(old);
+    let added: Vec<&String> = finalizers.iter().filter(|finalizer| !old_finalizers.contains(finalizer)).collect();
+    if !added.is_empty() {
+        causes.push(Cause {
+            reason: "FieldValueForbidden",
+            field: "metadata.finalizers".into(),
+            message: format!(
+                "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+            ),
+        });
+    }
+}
+
+/// A namespace's `spec.finalizers`: a standard finalizer name or a qualified `domain/name`.
+fn validate_namespace_finalizers(value: &Value, causes: &mut Vec<Cause>) {
+    const STANDARD: &[&str] = &["kubernetes", FINALIZER_ORPHAN, FINALIZER_FOREGROUND];
+    for (index, finalizer) in crate::namespaces::spec_finalizers(value).iter().enumerate() {
+        let field = format!("spec.finalizers[{index}]");
+        if !is_qualified_name(finalizer) {
+            causes.push(Cause::invalid(&field, finalizer, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"));
+        } else if !finalizer.contains('/') && !STANDARD.contains(&finalizer.as_str()) {
+            causes.push(Cause::invalid(
+                &field,
+                finalizer,
+                "name is neither a standard finalizer name nor is it fully qualified",
+            ));
+        }
     }
 }
 

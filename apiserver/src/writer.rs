@@ -11,7 +11,6 @@ use crate::error::{Error, ObjectRef, Result};
 use crate::http::Params;
 use crate::registry::ResourceInfo;
 use crate::state::{storage_error, ApiState};
-use crate::storage::StorageError;
 use crate::{defaults, keys, namespaces, object, validation};
 
 /// Attempts of a read-modify-write (patch, scale, finalizing delete) that lost a race.
@@ -68,10 +67,13 @@ pub enum Part {
     Main,
     /// `/status`: only `.status` changes.
     Status,
+    /// A namespace's `/finalize`: as the main resource, but `spec.finalizers` changes too (the
+    /// main resource keeps them) and `.status` does not.
+    Finalize,
 }
 
 /// The stored form: the object without its resourceVersion (the store revision is that).
-fn encode(value: &Value) -> Bytes {
+pub fn encode(value: &Value) -> Bytes {
     let mut stored = value.clone();
     if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("resourceVersion");
@@ -156,6 +158,7 @@ pub async fn create(
         return Err(Error::BadRequest("resourceVersion should not be set on objects to be created".into()));
     }
     let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let requested_name = name.clone();
     let generate_name = meta.get("generateName").and_then(Value::as_str).unwrap_or("").to_string();
     if name.is_empty() && !generate_name.is_empty() {
         meta.insert("name".into(), json!(object::generated_name(&generate_name)));
@@ -179,7 +182,7 @@ pub async fn create(
     validation::validate(info, &value, None)?;
     let name = object::name(&value).to_string();
     if let Some(namespace) = namespace.filter(|_| info.namespaced) {
-        namespaces::check_exists(state, namespace).await?;
+        namespaces::admit_create(state, namespace, info, &requested_name).await?;
     }
     let key = keys::object_key(info, namespace, &name);
     if options.dry_run {
@@ -203,9 +206,7 @@ fn initial_status(info: &ResourceInfo, value: &mut Value) {
         }
         "Namespace" => {
             value["status"] = json!({"phase": "Active"});
-            if value["spec"]["finalizers"].is_null() {
-                value["spec"] = json!({"finalizers": ["kubernetes"]});
-            }
+            namespaces::add_kubernetes_finalizer(value);
         }
         "Service" => value["status"] = json!({"loadBalancer": {}}),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
@@ -285,9 +286,7 @@ pub async fn replace(
         return Ok(Written { code: StatusCode::OK, body: value, warnings });
     }
     let object_ref = ObjectRef::new(info, &name);
-    // Removing the last finalizer of an object being deleted deletes it.
-    let terminating = object::metadata(&value).is_some_and(|meta| meta.contains_key("deletionTimestamp"));
-    if terminating && object::finalizers(&value).is_empty() {
+    if should_delete_during_update(info, &old, &value) {
         let revision =
             state.storage.delete(key, current.mod_revision).await.map_err(|error| storage_error(object_ref, error))?;
         object::set_resource_version(&mut value, revision);
@@ -300,6 +299,19 @@ pub async fn replace(
         .map_err(|error| storage_error(object_ref, error))?;
     object::set_resource_version(&mut value, revision);
     Ok(Written { code: StatusCode::OK, body: value, warnings })
+}
+
+/// kube-apiserver's `ShouldDeleteDuringUpdate`: the update that removes the last finalizer of an
+/// object being deleted deletes it, unless a graceful deletion is still running (a pod with a
+/// grace period waits for its node's final delete); a namespace also waits for `spec.finalizers`.
+fn should_delete_during_update(info: &ResourceInfo, old: &Value, new: &Value) -> bool {
+    let Some(old_meta) = object::metadata(old) else { return false };
+    if !object::finalizers(new).is_empty() || !old_meta.contains_key("deletionTimestamp") {
+        return false;
+    }
+    let grace_over = old_meta.get("deletionGracePeriodSeconds").and_then(Value::as_i64).is_none_or(|grace| grace == 0);
+    let namespace_finalized = info.kind != "Namespace" || namespaces::spec_finalizers(new).is_empty();
+    grace_over && namespace_finalized
 }
 
 /// What a client cannot change: identity, creation, deletion state; `.status` through the main
@@ -327,6 +339,22 @@ fn keep_server_fields(info: &ResourceInfo, old: &Value, value: &mut Value, part:
             Some(kept) => meta.insert(field.to_string(), kept.clone()),
             None => meta.remove(field),
         };
+    }
+    if info.kind == "Namespace" && part == Part::Main {
+        // Only `/finalize` changes a namespace's `spec.finalizers`.
+        match old["spec"].get("finalizers") {
+            Some(kept) => {
+                if !value["spec"].is_object() {
+                    value["spec"] = json!({});
+                }
+                value["spec"]["finalizers"] = kept.clone();
+            }
+            None => {
+                if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+            }
+        }
     }
     if info.status_subresource {
         match old.get("status") {
@@ -376,84 +404,6 @@ pub async fn read_modify_write(
         match replace(state, info, namespace, &current, changed, part, options).await {
             Err(Error::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => continue,
             other => return other,
-        }
-    }
-}
-
-/// DELETE: removes an object, or marks it for deletion while finalizers remain.
-pub async fn delete(
-    state: &ApiState,
-    info: &'static ResourceInfo,
-    namespace: Option<&str>,
-    name: &str,
-    delete_options: &Value,
-    options: WriteOptions,
-) -> Result<Written> {
-    let object_ref = ObjectRef::new(info, name);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let current = current(state, info, namespace, name).await?;
-        let mut value = decode(&current.value, current.mod_revision)?;
-        let preconditions = &delete_options["preconditions"];
-        let uid = object::meta_str(&value, "uid").to_string();
-        if let Some(wanted) = preconditions["uid"].as_str().filter(|wanted| *wanted != uid) {
-            return Err(Error::Conflict {
-                object: object_ref,
-                detail: format!("Precondition failed: UID in precondition: {wanted}, UID in object meta: {uid}"),
-            });
-        }
-        if let Some(wanted) =
-            preconditions["resourceVersion"].as_str().filter(|wanted| *wanted != current.mod_revision.to_string())
-        {
-            return Err(Error::Conflict {
-                object: object_ref,
-                detail: format!(
-                    "Precondition failed: ResourceVersion in precondition: {wanted}, ResourceVersion in object meta: {}",
-                    current.mod_revision
-                ),
-            });
-        }
-        if options.dry_run {
-            return Ok(Written { code: StatusCode::OK, body: value, warnings: Vec::new() });
-        }
-        if info.kind == "Namespace" {
-            namespaces::delete_contents(state, name).await?;
-            // The namespace's own finalizer is the contents it just emptied.
-            if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.remove("finalizers");
-            }
-        }
-        let key = keys::object_key(info, namespace, name);
-        if !object::finalizers(&value).is_empty() {
-            if object::metadata(&value).is_some_and(|meta| meta.contains_key("deletionTimestamp")) {
-                return Ok(Written { code: StatusCode::OK, body: value, warnings: Vec::new() });
-            }
-            let meta = object::metadata_mut(&mut value);
-            meta.insert("deletionTimestamp".into(), json!(object::now_rfc3339()));
-            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-            match state.storage.update(key, encode(&value), current.mod_revision).await {
-                Ok(revision) => {
-                    object::set_resource_version(&mut value, revision);
-                    return Ok(Written { code: StatusCode::OK, body: value, warnings: Vec::new() });
-                }
-                Err(StorageError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => continue,
-                Err(error) => return Err(storage_error(object_ref, error)),
-            }
-        }
-        match state.storage.delete(key, current.mod_revision).await {
-            Ok(revision) => {
-                // Pods and services answer with the deleted object, the rest with a Status.
-                let body = if matches!(info.kind, "Pod" | "Service") {
-                    object::set_resource_version(&mut value, revision);
-                    value
-                } else {
-                    crate::status::deleted(info.plural, info.group, name, &uid)
-                };
-                return Ok(Written { code: StatusCode::OK, body, warnings: Vec::new() });
-            }
-            Err(StorageError::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => continue,
-            Err(error) => return Err(storage_error(object_ref, error)),
         }
     }
 }
