@@ -26,6 +26,7 @@ pub mod work_queue;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::{Error, Result};
 pub use kube::Client;
@@ -67,16 +68,45 @@ impl Shutdown {
     }
 }
 
+/// How long the control loops get to finish what they are doing once shutdown is asked for;
+/// then they are dropped (nothing they do needs finishing: the next start carries on).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs every control loop against `client` until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = Shutdown::on(shutdown);
     let resources = Arc::new(resources::Resources::new(client.clone()));
-    let namespace = tokio::spawn(namespace::run(client.clone(), resources.clone(), shutdown.clone()));
-    let garbage_collector = tokio::spawn(garbage_collector::run(client, resources, shutdown.clone()));
+    let tasks = [
+        ("namespace", tokio::spawn(namespace::run(client.clone(), resources.clone(), shutdown.clone()))),
+        ("garbage collector", tokio::spawn(garbage_collector::run(client, resources, shutdown.clone()))),
+    ];
     tracing::info!("controllers started: namespace, garbage collector");
-    for (name, task) in [("namespace", namespace), ("garbage collector", garbage_collector)] {
-        if let Err(error) = task.await {
-            tracing::error!(controller = name, %error, "a controller task failed");
+    let aborts: Vec<_> = tasks.iter().map(|(_, task)| task.abort_handle()).collect();
+    let all = async move {
+        for (name, task) in tasks {
+            match task.await {
+                Ok(()) => {}
+                Err(error) if error.is_cancelled() => tracing::debug!(controller = name, "stopped by force"),
+                Err(error) => tracing::error!(controller = name, %error, "a controller task failed"),
+            }
+        }
+    };
+    tokio::pin!(all);
+    let grace_over = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.wait().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        }
+    };
+    tokio::select! {
+        _ = &mut all => {}
+        _ = grace_over => {
+            tracing::debug!("controllers did not stop within the grace period; stopping them by force");
+            for abort in aborts {
+                abort.abort();
+            }
+            all.await;
         }
     }
     tracing::info!("controllers stopped");
