@@ -118,13 +118,12 @@ async fn serve_resource(
             Method::GET if params.flag("watch") => watch_http::watch(state, info, namespace, params, output).await,
             Method::GET => list::list(state, info, namespace, params, output).await,
             Method::POST => {
-                http::check_json_body(headers)?;
-                let value = http::parse_object(&http::read_body(body).await?)?;
+                let value = http::read_object(headers, body).await?;
                 let options = WriteOptions::from_params(params)?;
                 Ok(written(writer::create(state, info, namespace, value, options).await?, info, output))
             }
             Method::DELETE => {
-                let options = DeleteOptions::parse(&http::read_body(body).await?, params)?;
+                let options = DeleteOptions::parse(&http::read_json(headers, body).await?, params)?;
                 delete_collection(state, info, namespace, params, &options).await
             }
             _ => Err(Error::MethodNotAllowed(format!("{method} is not supported on a collection"))),
@@ -154,8 +153,7 @@ async fn serve_resource(
             Ok(list::render_object(info, object, output, StatusCode::OK))
         }
         Method::PUT => {
-            http::check_json_body(headers)?;
-            let value = http::parse_object(&http::read_body(body).await?)?;
+            let value = http::read_object(headers, body).await?;
             let options = WriteOptions::from_params(params)?;
             Ok(written(writer::update(state, info, namespace, name, value, part, options).await?, info, output))
         }
@@ -169,7 +167,7 @@ async fn serve_resource(
             Ok(written(written_object, info, output))
         }
         Method::DELETE if subresource.is_none() => {
-            let options = DeleteOptions::parse(&http::read_body(body).await?, params)?;
+            let options = DeleteOptions::parse(&http::read_json(headers, body).await?, params)?;
             Ok(written(deletion::delete(state, info, namespace, name, &options).await?, info, output))
         }
         _ => Err(Error::MethodNotAllowed(format!("{method} is not supported on {}", info.plural))),
@@ -190,8 +188,7 @@ async fn serve_scale(
     let scaled = match *method {
         Method::GET => return ok(scale::to_scale(&list::get(state, info, namespace, name, params).await?)),
         Method::PUT => {
-            http::check_json_body(headers)?;
-            let wanted = http::parse_object(&http::read_body(body).await?)?;
+            let wanted = http::read_object(headers, body).await?;
             let options = WriteOptions::from_params(params)?;
             let mut change = |current: Value| scale::apply_scale(current, &wanted).map_err(Error::BadRequest);
             writer::read_modify_write(state, info, namespace, name, Part::Main, options, &mut change).await?

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::protobuf;
 
 /// The largest request body accepted (kube-apiserver's limit is 3 MiB too).
 pub const BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
@@ -39,17 +40,34 @@ pub async fn read_body(body: Body) -> Result<Bytes> {
     })
 }
 
-/// Refuses a body in a format keel does not decode yet (protobuf, CBOR, YAML).
+/// Refuses an object body in a format keel does not decode yet (CBOR, YAML).
 pub fn check_json_body(headers: &HeaderMap) -> Result<()> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
-    if matches!(media_type, "" | "application/json" | "*/*") {
+    if matches!(media_type, "" | "application/json" | "*/*") || protobuf::is_protobuf(headers) {
         return Ok(());
     }
     Err(Error::UnsupportedMediaType(format!(
-        "the body of the request was in an unknown format - accepted media types include: application/json \
-         (keel does not decode {media_type} yet)"
+        "the body of the request was in an unknown format - accepted media types include: application/json, \
+         {} (keel does not decode {media_type} yet)",
+        protobuf::MEDIA_TYPE
     )))
+}
+
+/// A request body as JSON: as it came, or decoded from Kubernetes protobuf (`protobuf.rs`).
+pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Bytes> {
+    let bytes = read_body(body).await?;
+    if bytes.is_empty() || !protobuf::is_protobuf(headers) {
+        return Ok(bytes);
+    }
+    let value = protobuf::decode(&bytes)?;
+    Ok(Bytes::from(serde_json::to_vec(&value).expect("a JSON value encodes")))
+}
+
+/// An object body, JSON or Kubernetes protobuf, as a JSON object.
+pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value> {
+    check_json_body(headers)?;
+    parse_object(&read_json(headers, body).await?)
 }
 
 /// Decodes a JSON object body.
@@ -200,7 +218,16 @@ mod tests {
             ),
         );
         assert_eq!(negotiate(&headers, &params).unwrap(), Output::Table(IncludeObject::Metadata));
+        // client-go's typed clients list JSON after protobuf, for objects and for watches; keel
+        // answers JSON, and refuses a client that takes protobuf only.
+        for accept in [
+            "application/vnd.kubernetes.protobuf,application/json",
+            "application/vnd.kubernetes.protobuf;stream=watch,application/json",
+        ] {
+            headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+            assert_eq!(negotiate(&headers, &params).unwrap(), Output::Json, "{accept}");
+        }
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf"));
-        assert!(negotiate(&headers, &params).is_err());
+        assert!(matches!(negotiate(&headers, &params), Err(Error::NotAcceptable(_))));
     }
 }
