@@ -138,8 +138,17 @@ impl StoreArgs {
     }
 }
 
+/// Log lines go to standard error; `KEEL_LOG` filters them as `RUST_LOG` does for other tools
+/// (`KEEL_LOG=info`, `KEEL_LOG=raft=debug,warn`); warnings and errors by default.
+fn install_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    install_logging();
     let _failpoints = install_failpoints();
     let result = match cli.command {
         Command::Server(args) => run_server(args),

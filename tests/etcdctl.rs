@@ -448,3 +448,18 @@ fn etcdctl_make_mirror_copies_then_follows_into_another_member() {
     let _ = mirror.wait();
     assert_eq!(mirrored, "copy/after\n2\ncopy/before\n1\n");
 }
+
+/// etcdctl 3.4 sends an endpoint given with its scheme as the HTTP/2 `:authority` verbatim
+/// (`http://127.0.0.1:2379`); etcd's grpc-go server ignores that, and so must keel
+/// (vendor/README.md).
+#[test]
+fn etcdctl_accepts_endpoints_with_a_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let keel = KeelStore::start(dir.path(), free_port());
+    let with_scheme = format!("http://{}", keel.endpoint);
+    let put = support::etcdctl(&with_scheme, &["put", "schemed", "yes"], "");
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    let status = support::etcdctl(&with_scheme, &["endpoint", "status", "-w", "json"], "");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("\"revision\":2"), "{status:?}");
+    assert_eq!(keel.must(&["get", "schemed", "--print-value-only"]), "yes\n");
+}

@@ -26,6 +26,7 @@ mod restore;
 mod state_machine;
 mod tls;
 mod types;
+mod wal_syncer;
 
 /// The peer protocol generated from `proto/peer.proto`.
 #[allow(missing_debug_implementations, unused_qualifications, clippy::all)]
