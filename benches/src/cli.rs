@@ -148,6 +148,12 @@ pub struct RangeLargeArgs {
     pub consistency: Consistency,
     #[arg(long, default_value = "bench-large/")]
     pub prefix: String,
+    /// Only load the keys (for a separate measured run with --skip-preload).
+    #[arg(long, conflicts_with = "skip_preload")]
+    pub preload_only: bool,
+    /// Range keys an earlier run (or another tool) loaded: --keys must match what is there.
+    #[arg(long)]
+    pub skip_preload: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -103,6 +103,8 @@ pub struct RangeLargeStats {
     pub keys: u64,
     pub keys_only: bool,
     pub preload_seconds: f64,
+    /// The encoded size of one full reply (the RangeResponse protobuf), 0 if none was read.
+    pub reply_bytes: u64,
 }
 
 impl Report {
