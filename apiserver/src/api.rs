@@ -12,10 +12,11 @@ use serde_json::{json, Value};
 use crate::delete_options::DeleteOptions;
 use crate::error::{Error, Result};
 use crate::http::{self, Output, Params};
+use crate::patch::PatchType;
 use crate::route::{self, ResourcePath, Route};
 use crate::state::ApiState;
 use crate::writer::{self, Part, WriteOptions, Written};
-use crate::{deletion, discovery, list, object, openapi, patch, scale, watch_http};
+use crate::{apply, deletion, discovery, list, object, openapi, patch, scale, watch_http};
 
 pub async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -119,7 +120,7 @@ async fn serve_resource(
             Method::GET => list::list(state, info, namespace, params, output).await,
             Method::POST => {
                 let value = http::read_object(headers, body).await?;
-                let options = WriteOptions::from_params(params)?;
+                let options = WriteOptions::from_request(params, headers, method)?;
                 Ok(written(writer::create(state, info, namespace, value, options).await?, info, output))
             }
             Method::DELETE => {
@@ -154,13 +155,17 @@ async fn serve_resource(
         }
         Method::PUT => {
             let value = http::read_object(headers, body).await?;
-            let options = WriteOptions::from_params(params)?;
+            let options = WriteOptions::from_request(params, headers, method)?;
             Ok(written(writer::update(state, info, namespace, name, value, part, options).await?, info, output))
         }
         Method::PATCH => {
-            let patch_type = patch::patch_type(headers)?;
+            let patch_type = patch::patch_type(headers, params)?;
             let patch_body = http::read_body(body).await?;
-            let options = WriteOptions::from_params(params)?;
+            let options = WriteOptions::from_request(params, headers, method)?;
+            if patch_type == PatchType::Apply {
+                let applied = apply::apply(state, info, namespace, name, part, &patch_body, params, options).await?;
+                return Ok(written(applied, info, output));
+            }
             let mut change = |current: Value| patch::apply(patch_type, &current, &patch_body);
             let written_object =
                 writer::read_modify_write(state, info, namespace, name, part, options, &mut change).await?;
@@ -189,19 +194,19 @@ async fn serve_scale(
         Method::GET => return ok(scale::to_scale(&list::get(state, info, namespace, name, params).await?)),
         Method::PUT => {
             let wanted = http::read_object(headers, body).await?;
-            let options = WriteOptions::from_params(params)?;
+            let options = WriteOptions::from_request(params, headers, method)?;
             let mut change = |current: Value| scale::apply_scale(current, &wanted).map_err(Error::BadRequest);
-            writer::read_modify_write(state, info, namespace, name, Part::Main, options, &mut change).await?
+            writer::read_modify_write(state, info, namespace, name, Part::Scale, options, &mut change).await?
         }
         Method::PATCH => {
-            let patch_type = patch::patch_type(headers)?;
+            let patch_type = patch::patch_type(headers, params)?;
             let patch_body = http::read_body(body).await?;
-            let options = WriteOptions::from_params(params)?;
+            let options = WriteOptions::from_request(params, headers, method)?;
             let mut change = |current: Value| {
                 let wanted = patch::apply(patch_type, &scale::to_scale(&current), &patch_body)?;
                 scale::apply_scale(current, &wanted).map_err(Error::BadRequest)
             };
-            writer::read_modify_write(state, info, namespace, name, Part::Main, options, &mut change).await?
+            writer::read_modify_write(state, info, namespace, name, Part::Scale, options, &mut change).await?
         }
         _ => return Err(Error::MethodNotAllowed(format!("{method} is not supported on {}/scale", info.plural))),
     };

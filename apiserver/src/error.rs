@@ -75,6 +75,10 @@ pub enum Error {
     Conflict { object: ObjectRef, detail: String },
     #[error("{} \"{}\" is invalid: {}", .object.qualified_kind(), .object.name, causes_text(.causes))]
     Invalid { object: ObjectRef, causes: Vec<Cause> },
+    /// 409 Conflict of a server-side apply: fields other managers own (`FieldManagerConflict`
+    /// causes).
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Cause> },
     /// 403: refused by a rule (a namespace being terminated, an immortal namespace), with causes.
     #[error("{}", forbidden_text(.object, .detail))]
     Forbidden { object: ObjectRef, detail: String, causes: Vec<Cause> },

@@ -10,6 +10,7 @@
 //! writes go through `writer.rs` (decode, defaults, validation, a conditional store write).
 
 mod api;
+mod apply;
 mod cache;
 mod cache_feed;
 mod cached_object;
@@ -20,11 +21,13 @@ mod delete_options;
 mod deletion;
 mod discovery;
 mod error;
+mod field_set;
 mod http;
 mod json_patch;
 mod keys;
 mod kubeconfig;
 mod list;
+mod managed_fields;
 mod namespaces;
 mod object;
 mod openapi;
@@ -45,6 +48,7 @@ mod status;
 mod storage;
 mod storage_native;
 mod strategic_merge;
+mod structured_merge;
 mod table;
 mod validation;
 mod watch_http;

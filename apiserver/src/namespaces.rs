@@ -17,7 +17,7 @@ use crate::delete_options::DeleteOptions;
 use crate::error::{Cause, Error, ObjectRef, Result};
 use crate::registry::{self, ResourceInfo};
 use crate::state::{storage_error, ApiState};
-use crate::writer::{self, FieldValidation, WriteOptions};
+use crate::writer::{self, WriteOptions};
 use crate::{keys, object};
 
 pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -40,10 +40,11 @@ fn namespaces() -> &'static ResourceInfo {
 
 /// Creates the system namespaces that do not exist yet.
 pub async fn bootstrap(state: &ApiState) -> Result<()> {
-    let options = WriteOptions { dry_run: false, field_validation: FieldValidation::Strict };
+    // kube-apiserver creates them through its own client, whose name its managed fields carry.
+    let options = WriteOptions::internal("kube-apiserver");
     for name in SYSTEM_NAMESPACES {
         let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match writer::create(state, namespaces(), None, namespace, options).await {
+        match writer::create(state, namespaces(), None, namespace, options.clone()).await {
             Ok(_) | Err(Error::AlreadyExists(_)) => {}
             Err(error) => return Err(error),
         }

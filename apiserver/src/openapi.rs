@@ -73,6 +73,8 @@ fn operation(info: &ResourceInfo, action: &str, id: &str, write: bool, patch: bo
         operation["requestBody"] = json!({ "content": {
             "application/json-patch+json": { "schema": { "type": "object" } },
             "application/merge-patch+json": { "schema": { "type": "object" } },
+            "application/strategic-merge-patch+json": { "schema": { "type": "object" } },
+            "application/apply-patch+yaml": { "schema": { "type": "object" } },
         }, "required": true });
     } else if write {
         operation["requestBody"] =

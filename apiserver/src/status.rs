@@ -10,7 +10,7 @@ impl Error {
     pub fn code(&self) -> StatusCode {
         match self {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::AlreadyExists(_) | Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::AlreadyExists(_) | Error::Conflict { .. } | Error::ApplyConflict { .. } => StatusCode::CONFLICT,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -31,7 +31,7 @@ impl Error {
         match self {
             Error::NotFound(_) => "NotFound",
             Error::AlreadyExists(_) => "AlreadyExists",
-            Error::Conflict { .. } => "Conflict",
+            Error::Conflict { .. } | Error::ApplyConflict { .. } => "Conflict",
             Error::Invalid { .. } => "Invalid",
             Error::Forbidden { .. } => "Forbidden",
             Error::BadRequest(_) => "BadRequest",
@@ -68,6 +68,13 @@ impl Error {
                     details["group"] = json!(object.group);
                 }
                 Some(details)
+            }
+            Error::ApplyConflict { causes, .. } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|cause| json!({ "reason": cause.reason, "message": cause.message, "field": cause.field }))
+                    .collect();
+                Some(json!({ "causes": causes }))
             }
             Error::Forbidden { object, causes, .. } => {
                 let mut details = json!({ "name": object.name, "kind": object.plural });

@@ -3,12 +3,13 @@
 //! gives optimistic concurrency (a write names the revision it read; another one in between is
 //! a 409 Conflict).
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::error::{Error, ObjectRef, Result};
+use crate::error::{Cause, Error, ObjectRef, Result};
 use crate::http::Params;
+use crate::managed_fields::{self, Managed};
 use crate::registry::ResourceInfo;
 use crate::state::{storage_error, ApiState};
 use crate::{defaults, keys, namespaces, object, validation};
@@ -23,14 +24,58 @@ pub enum FieldValidation {
     Strict,
 }
 
+/// Which managed fields a write records (`managed_fields.rs`).
+#[derive(Debug, Clone)]
+pub enum Tracking {
+    /// An Update entry for the write's manager: what it changed.
+    Update,
+    /// The managed fields a server-side apply computed.
+    Applied(Managed),
+}
+
 /// The write-related query parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// The field manager the write's managedFields entry names.
+    pub manager: String,
+    pub tracking: Tracking,
 }
 
 impl WriteOptions {
+    /// A write keel makes itself, as `manager`.
+    pub fn internal(manager: &str) -> WriteOptions {
+        WriteOptions {
+            dry_run: false,
+            field_validation: FieldValidation::Strict,
+            manager: manager.to_string(),
+            tracking: Tracking::Update,
+        }
+    }
+
+    /// The options of a client's write: its query parameters, and its manager (`fieldManager`,
+    /// else the User-Agent's program name, as kube-apiserver defaults it).
+    pub fn from_request(params: &Params, headers: &HeaderMap, method: &Method) -> Result<WriteOptions> {
+        let mut options = WriteOptions::from_params(params)?;
+        if let Some(manager) = params.get("fieldManager") {
+            if let Some(problem) = managed_fields::field_manager_problem(manager) {
+                let kind = match *method {
+                    Method::POST => "CreateOptions",
+                    Method::PUT => "UpdateOptions",
+                    _ => "PatchOptions",
+                };
+                let reason = if problem.starts_with("Too long") { "FieldValueTooLong" } else { "FieldValueInvalid" };
+                let cause = Cause { reason, field: "fieldManager".into(), message: problem };
+                let object = ObjectRef { group: "meta.k8s.io", plural: "", kind, name: String::new() };
+                return Err(Error::Invalid { object, causes: vec![cause] });
+            }
+        }
+        let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|value| value.to_str().ok());
+        options.manager = managed_fields::manager_name(params.get("fieldManager"), user_agent);
+        Ok(options)
+    }
+
     pub fn from_params(params: &Params) -> Result<WriteOptions> {
         let dry_run = match params.get("dryRun") {
             None => false,
@@ -47,7 +92,8 @@ impl WriteOptions {
                 )))
             }
         };
-        Ok(WriteOptions { dry_run, field_validation })
+        let manager = params.get("fieldManager").unwrap_or("").to_string();
+        Ok(WriteOptions { dry_run, field_validation, manager, tracking: Tracking::Update })
     }
 }
 
@@ -67,6 +113,9 @@ pub enum Part {
     Main,
     /// `/status`: only `.status` changes.
     Status,
+    /// `/scale`: as the main resource (the Scale is applied to it first); managed fields name
+    /// the subresource.
+    Scale,
     /// A namespace's `/finalize`: as the main resource, but `spec.finalizers` changes too (the
     /// main resource keeps them) and `.status` does not.
     Finalize,
@@ -179,6 +228,7 @@ pub async fn create(
         defaults::job_selector(&mut value);
     }
     defaults::apply(info, &mut value);
+    record_managed_fields(info, None, &mut value, Part::Main, &options);
     validation::validate(info, &value, None)?;
     let name = object::name(&value).to_string();
     if let Some(namespace) = namespace.filter(|_| info.namespaced) {
@@ -278,6 +328,7 @@ pub async fn replace(
     let mut value = normalize(info, value, &options, &mut warnings)?;
     keep_server_fields(info, &old, &mut value, part);
     defaults::apply(info, &mut value);
+    record_managed_fields(info, Some(&old), &mut value, part, &options);
     validation::validate(info, &value, Some(&old))?;
     let key = keys::object_key(info, namespace, &name);
     let unchanged = encode(&value) == encode(&old);
@@ -299,6 +350,21 @@ pub async fn replace(
         .map_err(|error| storage_error(object_ref, error))?;
     object::set_resource_version(&mut value, revision);
     Ok(Written { code: StatusCode::OK, body: value, warnings })
+}
+
+/// Sets `metadata.managedFields` of the object to be written: an Update entry for the write's
+/// manager, or what an apply computed.
+fn record_managed_fields(
+    info: &ResourceInfo,
+    old: Option<&Value>,
+    value: &mut Value,
+    part: Part,
+    options: &WriteOptions,
+) {
+    match &options.tracking {
+        Tracking::Update => managed_fields::record_update(info, old, value, part, &options.manager),
+        Tracking::Applied(managed) => managed_fields::install(value, managed),
+    }
 }
 
 /// kube-apiserver's `ShouldDeleteDuringUpdate`: the update that removes the last finalizer of an
@@ -401,7 +467,7 @@ pub async fn read_modify_write(
         if !wanted.is_empty() && wanted != current.mod_revision.to_string() {
             return Err(Error::modified(ObjectRef::new(info, name)));
         }
-        match replace(state, info, namespace, &current, changed, part, options).await {
+        match replace(state, info, namespace, &current, changed, part, options.clone()).await {
             Err(Error::Conflict { .. }) if attempt < CONFLICT_RETRIES_MAX => continue,
             other => return other,
         }

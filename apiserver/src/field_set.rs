@@ -1,0 +1,399 @@
+//! Sets of field paths, as server-side apply records who owns what: structured-merge-diff's
+//! `fieldpath.Set`, and its wire form, kube's `FieldsV1`.
+//!
+//! A path walks from the object's root through path elements: a field of an object (`f:name`),
+//! an item of a keyed list by its key fields (`k:{"containerPort":80,"protocol":"TCP"}`), an item
+//! of a set-like list by its value (`v:"foregroundDeletion"`), or, rarely, an index (`i:3`).
+//!
+//! A set is a tree. Each node keeps its *members* (paths that end there) apart from its
+//! *children* (paths that go on through it); a path can be both. In `FieldsV1` a member with no
+//! children is `{}`, and a member that also has children is marked by a `.` entry among them:
+//!
+//! ```text
+//! {"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:replicas":{}}}
+//! ```
+//!
+//! holds `.metadata.labels`, `.metadata.labels.app` and `.spec.replicas`, but not `.metadata`
+//! or `.spec`, which are only on the way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+/// One step of a path. The derived order (fields, then keys, then values, then indices) is
+/// structured-merge-diff's, so sets iterate as kube's do.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PathElement {
+    /// A field of an object, or a key of a map.
+    Field(String),
+    /// An item of a keyed list: its key fields, sorted by name, each value as compact JSON.
+    Key(Vec<(String, String)>),
+    /// An item of a set-like list of scalars: the item as compact JSON.
+    Value(String),
+    /// An item of a list by position.
+    Index(usize),
+}
+
+impl PathElement {
+    pub fn field(name: &str) -> PathElement {
+        PathElement::Field(name.to_string())
+    }
+
+    /// The `FieldsV1` form: `f:name`, `k:{...}`, `v:...`, `i:N`.
+    pub fn encode(&self) -> String {
+        match self {
+            PathElement::Field(name) => format!("f:{name}"),
+            PathElement::Key(fields) => {
+                let pairs: Vec<String> =
+                    fields.iter().map(|(name, value)| format!("{}:{value}", Value::String(name.clone()))).collect();
+                format!("k:{{{}}}", pairs.join(","))
+            }
+            PathElement::Value(value) => format!("v:{value}"),
+            PathElement::Index(index) => format!("i:{index}"),
+        }
+    }
+
+    /// Reads a `FieldsV1` key back.
+    pub fn decode(text: &str) -> Result<PathElement, String> {
+        let (kind, rest) = text.split_at_checked(2).ok_or_else(|| format!("path element {text:?} is too short"))?;
+        match kind {
+            "f:" => Ok(PathElement::Field(rest.to_string())),
+            "v:" => {
+                let value: Value =
+                    serde_json::from_str(rest).map_err(|error| format!("path element {text:?}: {error}"))?;
+                Ok(PathElement::Value(value.to_string()))
+            }
+            "k:" => {
+                let value: Value =
+                    serde_json::from_str(rest).map_err(|error| format!("path element {text:?}: {error}"))?;
+                let Value::Object(fields) = value else {
+                    return Err(format!("path element {text:?}: a key must be a JSON object"));
+                };
+                Ok(PathElement::Key(fields.into_iter().map(|(name, value)| (name, value.to_string())).collect()))
+            }
+            "i:" => rest.parse().map(PathElement::Index).map_err(|_| format!("path element {text:?}: not an index")),
+            _ => Err(format!("path element {text:?}: unknown kind (f:, k:, v: or i:)")),
+        }
+    }
+}
+
+/// As structured-merge-diff prints paths in conflict messages: `.spec.replicas`,
+/// `.spec.containers[name="web"].image`, `.metadata.finalizers[="x"]`.
+impl fmt::Display for PathElement {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathElement::Field(name) => write!(out, ".{name}"),
+            PathElement::Key(fields) => {
+                let pairs: Vec<String> = fields.iter().map(|(name, value)| format!("{name}={value}")).collect();
+                write!(out, "[{}]", pairs.join(","))
+            }
+            PathElement::Value(value) => write!(out, "[={value}]"),
+            PathElement::Index(index) => write!(out, "[{index}]"),
+        }
+    }
+}
+
+pub type Path = Vec<PathElement>;
+
+pub fn path_text(path: &[PathElement]) -> String {
+    path.iter().map(PathElement::to_string).collect()
+}
+
+/// A set of paths (see the module comment). Invariant: no child is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSet {
+    members: BTreeSet<PathElement>,
+    children: BTreeMap<PathElement, FieldSet>,
+}
+
+impl FieldSet {
+    pub fn new() -> FieldSet {
+        FieldSet::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.children.is_empty()
+    }
+
+    pub fn insert(&mut self, path: &[PathElement]) {
+        match path {
+            [] => {}
+            [last] => {
+                self.members.insert(last.clone());
+            }
+            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+        }
+    }
+
+    pub fn has(&self, path: &[PathElement]) -> bool {
+        match path {
+            [] => false,
+            [last] => self.members.contains(last),
+            [first, rest @ ..] => self.children.get(first).is_some_and(|child| child.has(rest)),
+        }
+    }
+
+    /// Whether `element` itself is a member of this node.
+    pub fn has_member(&self, element: &PathElement) -> bool {
+        self.members.contains(element)
+    }
+
+    /// The paths that go on through `element`, without it.
+    pub fn with_prefix(&self, element: &PathElement) -> Option<&FieldSet> {
+        self.children.get(element)
+    }
+
+    /// Makes `element` a member of this node.
+    pub fn insert_member(&mut self, element: PathElement) {
+        self.members.insert(element);
+    }
+
+    /// Adds `child` as the paths under `element`.
+    pub fn insert_child(&mut self, element: PathElement, child: FieldSet) {
+        if child.is_empty() {
+            return;
+        }
+        match self.children.get_mut(&element) {
+            Some(existing) => *existing = existing.union(&child),
+            None => {
+                self.children.insert(element, child);
+            }
+        }
+    }
+
+    pub fn union(&self, other: &FieldSet) -> FieldSet {
+        let mut result = self.clone();
+        result.members.extend(other.members.iter().cloned());
+        for (element, child) in &other.children {
+            result.insert_child(element.clone(), child.clone());
+        }
+        result
+    }
+
+    pub fn intersection(&self, other: &FieldSet) -> FieldSet {
+        let mut result = FieldSet::new();
+        result.members = self.members.intersection(&other.members).cloned().collect();
+        for (element, child) in &self.children {
+            if let Some(other_child) = other.children.get(element) {
+                result.insert_child(element.clone(), child.intersection(other_child));
+            }
+        }
+        result
+    }
+
+    /// The paths of `self` that are not in `other` (path by path: a member removed keeps the
+    /// paths that go on through it).
+    pub fn difference(&self, other: &FieldSet) -> FieldSet {
+        let mut result = FieldSet::new();
+        result.members = self.members.difference(&other.members).cloned().collect();
+        for (element, child) in &self.children {
+            match other.children.get(element) {
+                Some(other_child) => result.insert_child(element.clone(), child.difference(other_child)),
+                None => result.insert_child(element.clone(), child.clone()),
+            }
+        }
+        result
+    }
+
+    /// The paths of `self` that are neither in `other` nor under one of its members.
+    pub fn recursive_difference(&self, other: &FieldSet) -> FieldSet {
+        let mut result = FieldSet::new();
+        result.members = self.members.difference(&other.members).cloned().collect();
+        for (element, child) in &self.children {
+            if other.members.contains(element) {
+                continue;
+            }
+            match other.children.get(element) {
+                Some(other_child) => result.insert_child(element.clone(), child.recursive_difference(other_child)),
+                None => result.insert_child(element.clone(), child.clone()),
+            }
+        }
+        result
+    }
+
+    /// Every member path, members of a node before the paths through its children (the order
+    /// structured-merge-diff lists conflicts in).
+    pub fn paths(&self) -> Vec<Path> {
+        let mut out = Vec::new();
+        self.collect_paths(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect_paths(&self, prefix: &mut Path, out: &mut Vec<Path>) {
+        for member in &self.members {
+            prefix.push(member.clone());
+            out.push(prefix.clone());
+            prefix.pop();
+        }
+        for (element, child) in &self.children {
+            prefix.push(element.clone());
+            child.collect_paths(prefix, out);
+            prefix.pop();
+        }
+    }
+
+    /// The children of this node, for walkers that follow a value and a set together.
+    pub fn children(&self) -> impl Iterator<Item = (&PathElement, &FieldSet)> {
+        self.children.iter()
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &PathElement> {
+        self.members.iter()
+    }
+
+    /// The `FieldsV1` JSON of this set.
+    pub fn to_fields_v1(&self) -> Value {
+        let mut out = Map::new();
+        for member in &self.members {
+            if !self.children.contains_key(member) {
+                out.insert(member.encode(), Value::Object(Map::new()));
+            }
+        }
+        for (element, child) in &self.children {
+            let mut encoded = child.to_fields_v1();
+            if self.members.contains(element) {
+                encoded.as_object_mut().expect("an object").insert(".".into(), Value::Object(Map::new()));
+            }
+            out.insert(element.encode(), encoded);
+        }
+        Value::Object(out)
+    }
+
+    /// Reads `FieldsV1` JSON back; an error names what is malformed.
+    pub fn from_fields_v1(fields: &Value) -> Result<FieldSet, String> {
+        let Value::Object(entries) = fields else {
+            return Err("fieldsV1 must be a JSON object".into());
+        };
+        let mut set = FieldSet::new();
+        for (key, value) in entries {
+            if key == "." {
+                continue;
+            }
+            let element = PathElement::decode(key)?;
+            let Value::Object(inner) = value else {
+                return Err(format!("the value of {key:?} must be a JSON object"));
+            };
+            if inner.is_empty() || inner.contains_key(".") {
+                set.members.insert(element.clone());
+            }
+            set.insert_child(element, FieldSet::from_fields_v1(value)?);
+        }
+        Ok(set)
+    }
+}
+
+impl fmt::Display for FieldSet {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let paths: Vec<String> = self.paths().iter().map(|path| path_text(path)).collect();
+        write!(out, "{}", paths.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(name: &str) -> PathElement {
+        PathElement::field(name)
+    }
+
+    fn set(paths: &[&[PathElement]]) -> FieldSet {
+        let mut set = FieldSet::new();
+        for path in paths {
+            set.insert(path);
+        }
+        set
+    }
+
+    fn container(name: &str) -> PathElement {
+        PathElement::Key(vec![("name".into(), json!(name).to_string())])
+    }
+
+    #[test]
+    fn fields_v1_round_trip() {
+        let port = PathElement::Key(vec![
+            ("containerPort".into(), "80".into()),
+            ("protocol".into(), json!("TCP").to_string()),
+        ]);
+        let containers = [field("spec"), field("template"), field("spec"), field("containers")];
+        let nginx = [&containers[..], &[container("nginx")]].concat();
+        let set = set(&[
+            &[field("metadata"), field("labels")],
+            &[field("metadata"), field("labels"), field("app")],
+            &[field("spec"), field("replicas")],
+            &nginx,
+            &[&nginx[..], &[field("image")]].concat(),
+            &[&nginx[..], &[field("ports"), port.clone()]].concat(),
+            &[field("metadata"), field("finalizers"), PathElement::Value(json!("x").to_string())],
+        ]);
+        let encoded = set.to_fields_v1();
+        assert_eq!(
+            encoded,
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}, "f:finalizers": {"v:\"x\"": {}}},
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"nginx\"}": {
+                        ".": {}, "f:image": {},
+                        "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {}},
+                    }}}},
+                },
+            })
+        );
+        assert_eq!(FieldSet::from_fields_v1(&encoded).unwrap(), set);
+        assert!(set.has(&nginx));
+        assert!(!set.has(&containers), "only on the way");
+    }
+
+    #[test]
+    fn paths_print_as_kube_does() {
+        let path = vec![
+            field("spec"),
+            field("containers"),
+            container("web"),
+            field("ports"),
+            PathElement::Key(vec![("containerPort".into(), "80".into()), ("protocol".into(), "\"TCP\"".into())]),
+        ];
+        assert_eq!(path_text(&path), ".spec.containers[name=\"web\"].ports[containerPort=80,protocol=\"TCP\"]");
+        assert_eq!(
+            path_text(&[field("metadata"), field("finalizers"), PathElement::Value("\"a\"".into())]),
+            ".metadata.finalizers[=\"a\"]"
+        );
+    }
+
+    #[test]
+    fn set_operations() {
+        let a = set(&[&[field("spec"), field("replicas")], &[field("spec"), field("paused")], &[field("status")]]);
+        let b = set(&[&[field("spec"), field("replicas")], &[field("data")]]);
+        assert_eq!(a.intersection(&b), set(&[&[field("spec"), field("replicas")]]));
+        assert_eq!(a.difference(&b), set(&[&[field("spec"), field("paused")], &[field("status")]]));
+        assert_eq!(
+            a.union(&b),
+            set(&[
+                &[field("spec"), field("replicas")],
+                &[field("spec"), field("paused")],
+                &[field("status")],
+                &[field("data")]
+            ])
+        );
+        // A member removes everything under it only in the recursive difference.
+        let spec = set(&[&[field("spec")]]);
+        assert_eq!(a.difference(&spec), a);
+        assert_eq!(a.recursive_difference(&spec), set(&[&[field("status")]]));
+        assert!(a.difference(&a).is_empty());
+        assert_eq!(
+            a.paths().iter().map(|path| path_text(path)).collect::<Vec<_>>(),
+            vec![".status", ".spec.paused", ".spec.replicas"]
+        );
+    }
+
+    #[test]
+    fn malformed_fields_v1_is_an_error() {
+        assert!(FieldSet::from_fields_v1(&json!({"x:spec": {}})).is_err());
+        assert!(FieldSet::from_fields_v1(&json!({"f:spec": 1})).is_err());
+        assert!(FieldSet::from_fields_v1(&json!({"k:[1]": {}})).is_err());
+        assert!(FieldSet::from_fields_v1(&json!([])).is_err());
+    }
+}
