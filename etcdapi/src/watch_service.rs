@@ -22,6 +22,10 @@ impl raft::ChangeListener for HubListener {
     fn applied(&self, changes: &[Change], revision: i64) {
         self.0.publish(changes, revision);
     }
+
+    fn restored(&self, revision: i64) {
+        self.0.restored(revision);
+    }
 }
 
 #[derive(Debug)]

@@ -21,6 +21,9 @@ use crate::types::{Reply, TypeConfig};
 /// Told about every applied batch, after it is durable: the watch hub's feed.
 pub trait ChangeListener: Send + Sync + 'static {
     fn applied(&self, changes: &[Change], revision: i64);
+    /// The store was replaced by a snapshot and is now at `revision`: there were no change
+    /// events for the revisions it skipped, so watchers must read them from history.
+    fn restored(&self, revision: i64);
 }
 
 /// What the store records as its applied position.
@@ -143,6 +146,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             )));
         }
         self.snapshots.remove_older_than(meta)?;
+        if let Some(listener) = &self.listener {
+            listener.restored(self.store.revision());
+        }
         Ok(())
     }
 
@@ -178,7 +184,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             file.into_inner().map_err(|error| error.into_error())?.sync_all()?;
         }
         std::fs::rename(&partial, &path)?;
-        std::fs::write(self.snapshots.meta_path(&meta), codec::encode(&meta)?)?;
+        write_durably(&self.snapshots.meta_path(&meta), &codec::encode(&meta)?)?;
         self.snapshots.remove_older_than(&meta)?;
         Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
     }
@@ -225,7 +231,7 @@ impl SnapshotDir {
             std::fs::File::open(&partial)?.sync_all()?;
             std::fs::rename(&partial, &path)?;
         }
-        std::fs::write(self.meta_path(meta), codec::encode(meta)?)?;
+        write_durably(&self.meta_path(meta), &codec::encode(meta)?)?;
         Ok(path)
     }
 
@@ -259,5 +265,18 @@ impl SnapshotDir {
             }
         }
         Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` so that a power cut leaves the old file or the new one, complete:
+/// a synced temporary file renamed over it, then the directory synced.
+fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let partial = path.with_extension("meta-partial");
+    std::fs::write(&partial, bytes)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, path)?;
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }

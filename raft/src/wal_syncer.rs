@@ -18,21 +18,36 @@ use crate::types::TypeConfig;
 
 #[derive(Debug)]
 pub(crate) struct WalSyncer {
-    pending: mpsc::Sender<IOFlushed<TypeConfig>>,
+    /// `None` only while dropping.
+    pending: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WalSyncer {
     /// Starts the syncing thread; it ends when the last clone of the log store is dropped.
     pub(crate) fn start(db: Arc<DB>) -> io::Result<WalSyncer> {
         let (pending, waiting) = mpsc::channel::<IOFlushed<TypeConfig>>();
-        std::thread::Builder::new().name("keel-raft-wal-sync".into()).spawn(move || run(&db, &waiting))?;
-        Ok(WalSyncer { pending })
+        let thread = std::thread::Builder::new().name("keel-raft-wal-sync".into()).spawn(move || run(&db, &waiting))?;
+        Ok(WalSyncer { pending: Some(pending), thread: Some(thread) })
     }
 
     /// Fires `callback` once everything written to the log so far is on disk.
     pub(crate) fn after_sync(&self, callback: IOFlushed<TypeConfig>) {
-        if let Err(mpsc::SendError(callback)) = self.pending.send(callback) {
+        let Some(pending) = &self.pending else { return };
+        if let Err(mpsc::SendError(callback)) = pending.send(callback) {
             callback.io_completed(Err(io::Error::other("the log's sync thread has stopped")));
+        }
+    }
+}
+
+impl Drop for WalSyncer {
+    /// Closes the queue and waits for the thread, so its handle on the database is gone (and
+    /// RocksDB closed, if it was the last) before the store's owner goes on, never racing the
+    /// process's exit, which tears down RocksDB's globals.
+    fn drop(&mut self) {
+        drop(self.pending.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

@@ -37,6 +37,10 @@ impl ChangeListener for Recorder {
         revisions.extend(changes.iter().map(|change| change.revision));
         revisions.push(-revision);
     }
+
+    fn restored(&self, revision: i64) {
+        self.revisions.lock().unwrap().push(-revision);
+    }
 }
 
 #[test]

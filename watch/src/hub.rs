@@ -187,6 +187,26 @@ impl WatchHub {
         }
     }
 
+    /// The store jumped to `revision` by installing a snapshot, without change events for the
+    /// revisions in between: every watcher waiting for one of them is moved aside, to be fed
+    /// from the store's history (or canceled as compacted, if the snapshot no longer has it),
+    /// so none skips the jump. etcd's watchable store does the same on restore.
+    pub fn restored(&self, revision: i64) {
+        let mut state = self.shared.state.lock().expect("watch hub lock");
+        let waiting: Vec<WatcherKey> = state
+            .watchers
+            .iter()
+            .filter(|(_, watcher)| watcher.synced && watcher.next_revision <= revision)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in waiting {
+            state.unsync(key);
+        }
+        state.published = revision;
+        drop(state);
+        self.shared.wake.notify_all();
+    }
+
     /// The revision of the last publish.
     pub fn published_revision(&self) -> i64 {
         self.shared.state.lock().expect("watch hub lock").published
