@@ -16,7 +16,7 @@ use crate::patch::PatchType;
 use crate::route::{self, ResourcePath, Route};
 use crate::state::ApiState;
 use crate::writer::{self, Part, WriteOptions, Written};
-use crate::{apply, deletion, discovery, list, object, openapi, patch, scale, watch_http};
+use crate::{apply, deletion, discovery, list, object, openapi, openapi_v2, patch, scale, watch_http};
 
 pub async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -74,9 +74,19 @@ async fn serve(
         }
         Route::Version => ok(discovery::version()),
         Route::Health(_) => Ok((StatusCode::OK, "ok").into_response()),
-        Route::OpenApiV3Root => ok(openapi::root()),
-        Route::OpenApiV3 { group, version } => openapi::document(&group, &version).map_or_else(|| Ok(not_found()), ok),
-        Route::OpenApiV2 | Route::UnknownResource(_) | Route::NotFound => Ok(not_found()),
+        Route::OpenApiV3Root => {
+            read_only()?;
+            openapi::serve_root(headers)
+        }
+        Route::OpenApiV3 { group, version } => {
+            read_only()?;
+            openapi::serve_document(&group, &version, headers, params).unwrap_or_else(|| Ok(not_found()))
+        }
+        Route::OpenApiV2 => {
+            read_only()?;
+            openapi_v2::serve(headers)
+        }
+        Route::UnknownResource(_) | Route::NotFound => Ok(not_found()),
         Route::Resource(resource) => serve_resource(state, method, &resource, headers, params, body).await,
     }
 }

@@ -31,6 +31,8 @@ mod managed_fields;
 mod namespaces;
 mod object;
 mod openapi;
+mod openapi_schemas;
+mod openapi_v2;
 mod patch;
 mod patch_strategy;
 mod protobuf;

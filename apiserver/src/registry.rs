@@ -2,6 +2,7 @@
 //! cache, validation (through the k8s-openapi type) and tables.
 
 use k8s_openapi::api::{apps, batch, coordination, core, discovery};
+use k8s_openapi::schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -31,6 +32,9 @@ pub struct ResourceInfo {
     /// Decodes the object as its k8s-openapi type and encodes it back: this rejects malformed
     /// objects and drops unknown fields, as kube-apiserver's decoding does.
     pub normalize: fn(Value) -> Result<Value, String>,
+    /// Adds the k8s-openapi type's schema and the schemas it references to the generator and
+    /// returns a reference to it (the OpenAPI documents, `openapi_schemas.rs`).
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
 }
 
 impl ResourceInfo {
@@ -80,6 +84,10 @@ fn round_trip<T: DeserializeOwned + Serialize>(value: Value) -> Result<Value, St
     serde_json::to_value(&typed).map_err(|error| error.to_string())
 }
 
+fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
 const NONE: &[&str] = &[];
 const ALL: &[&str] = &["all"];
 
@@ -101,6 +109,7 @@ macro_rules! resource {
             tracks_generation: $generation,
             selectable_fields: $fields,
             normalize: round_trip::<$type>,
+            schema: schema_of::<$type>,
         }
     };
 }
