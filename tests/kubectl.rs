@@ -289,8 +289,8 @@ fn kubectl_dispatcher_matches_the_server_version() {
 }
 
 /// Older kubectl binaries on this machine: listing, creating and deleting still work. kubectl
-/// 1.28 and older validate on the client from /openapi/v2, which keel does not serve yet, so
-/// they need `--validate=false`.
+/// 1.28 and older validate on the client from /openapi/v2 in its protobuf form, which keel does
+/// not encode (406), so they need `--validate=false`.
 #[test]
 fn older_kubectl_smoke() {
     let server = KeelServer::start();
