@@ -26,7 +26,6 @@ mod restore;
 mod state_machine;
 mod tls;
 mod types;
-mod wal_syncer;
 
 /// The peer protocol generated from `proto/peer.proto`.
 #[allow(missing_debug_implementations, unused_qualifications, clippy::all)]

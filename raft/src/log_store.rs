@@ -1,9 +1,8 @@
 //! The Raft log on RocksDB: entries by index, and the vote, committed id and purge point.
 //!
 //! Every write that openraft must find after a crash is synced before it is acknowledged: the
-//! vote before `save_vote` returns, entries before the append callback fires. Entries are written
-//! without waiting and synced by `WalSyncer`, so appends that arrive during one fsync share the
-//! next (group commit) and a leader replicates while it syncs.
+//! vote before `save_vote` returns, entries before the append callback fires. One `append` call
+//! carries every entry openraft batched, so many proposals share one fsync (group commit).
 
 use std::fmt::Debug;
 use std::io;
@@ -17,7 +16,6 @@ use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 use crate::codec;
 use crate::types::TypeConfig;
-use crate::wal_syncer::WalSyncer;
 
 const ENTRIES: &str = "entries";
 const STATE: &str = "state";
@@ -29,7 +27,6 @@ const LAST_PURGED: &[u8] = b"last_purged";
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    syncer: Arc<WalSyncer>,
 }
 
 fn io_error(error: rocksdb::Error) -> io::Error {
@@ -43,9 +40,8 @@ impl LogStore {
         options.create_missing_column_families(true);
         options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         let families = [ENTRIES, STATE].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-        let db = Arc::new(DB::open_cf_descriptors(&options, path, families).map_err(io_error)?);
-        let syncer = Arc::new(WalSyncer::start(db.clone())?);
-        Ok(LogStore { db, syncer })
+        let db = DB::open_cf_descriptors(&options, path, families).map_err(io_error)?;
+        Ok(LogStore { db: Arc::new(db) })
     }
 
     fn family(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -152,18 +148,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(self.family(ENTRIES), index_key(entry.log_id.index), codec::encode(&entry)?);
         }
         crate::failpoint("raft::log::before_append")?;
-        // Readable at once (replication may send them on); acknowledged once synced.
-        let written = self.db.write(batch).map_err(io_error);
-        match written {
-            Ok(()) => {
-                self.syncer.after_sync(callback);
-                Ok(())
-            }
-            Err(error) => {
-                callback.io_completed(Err(io::Error::new(error.kind(), error.to_string())));
-                Err(error)
-            }
-        }
+        let result = self.write(batch);
+        crate::failpoint("raft::log::after_append")?;
+        let outcome = match &result {
+            Ok(()) => Ok(()),
+            Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+        };
+        callback.io_completed(outcome);
+        result
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
