@@ -460,6 +460,53 @@ struct ServerArgs {
     /// and dependents are never collected, as without kube-controller-manager).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = true, action = clap::ArgAction::Set)]
     controllers: bool,
+    /// The range Services' cluster IPs come from (kube-apiserver's flag): one IPv4 or IPv6 CIDR
+    /// with at most 20 host bits. Its first address is the `kubernetes` Service's.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// The range NodePort and LoadBalancer Services' node ports come from (kube-apiserver's
+    /// flag): `30000-32767`, `30000+2767` or one port.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// The address the `kubernetes` Service's endpoints give in-cluster clients to reach this
+    /// API at (kube-apiserver's flag); default: this machine's first non-loopback IPv4 address.
+    /// A loopback address is refused: every client would reach itself.
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
+}
+
+/// `--advertise-address`, or this machine's first non-loopback, non-link-local IPv4 address.
+fn advertise_address(flag: Option<std::net::IpAddr>) -> Result<std::net::IpAddr, String> {
+    let address = match flag {
+        Some(address) => address,
+        None => {
+            let interfaces = nix::ifaddrs::getifaddrs()
+                .map_err(|error| format!("--advertise-address: listing this machine's addresses failed: {error}"))?;
+            let found = interfaces
+                .filter_map(|interface| {
+                    interface.address.and_then(|address| address.as_sockaddr_in().map(|v4| v4.ip()))
+                })
+                .find(|ip| !ip.is_loopback() && !ip.is_link_local() && !ip.is_unspecified());
+            match found {
+                Some(ip) => std::net::IpAddr::V4(ip),
+                None => {
+                    return Err("--advertise-address: this machine has no non-loopback IPv4 address; give the address \
+                                other hosts reach this server on"
+                        .into())
+                }
+            }
+        }
+    };
+    if address.is_loopback() {
+        return Err(format!(
+            "--advertise-address {address} is a loopback address: the kubernetes Service's endpoints would send \
+             every in-cluster client to itself; give the address other hosts reach this server on"
+        ));
+    }
+    if address.is_unspecified() || address.is_multicast() {
+        return Err(format!("--advertise-address {address} is not an address a client can reach a server on"));
+    }
+    Ok(address)
 }
 
 /// The address this process reaches a listener on: the listener's, or loopback for a wildcard.
@@ -490,6 +537,14 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
         "0" => std::time::Duration::ZERO,
         text => go_duration(text).map_err(|error| format!("--etcd-compaction-interval: {error}"))?,
     };
+    api_config.service_network = apiserver::ServiceNetwork {
+        cidr: apiserver::ServiceCidr::parse(&args.service_cluster_ip_range)
+            .map_err(|error| format!("keel server: --service-cluster-ip-range: {error}"))?,
+        node_ports: apiserver::PortRange::parse(&args.service_node_port_range)
+            .map_err(|error| format!("keel server: --service-node-port-range: {error}"))?,
+    };
+    api_config.advertise_address =
+        Some(advertise_address(args.advertise_address).map_err(|error| format!("keel server: {error}"))?);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| error.to_string())?;
     runtime.block_on(async move {

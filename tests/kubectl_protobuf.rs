@@ -24,6 +24,12 @@ fn comparable(mut object: Value) -> Value {
     if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
         labels.remove("kubernetes.io/metadata.name");
     }
+    if object["kind"] == "Service" {
+        // Each Service gets its own cluster IP.
+        let spec = object["spec"].as_object_mut().unwrap();
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+    }
     if object["kind"] == "Job" {
         // The server's selector names the job's uid.
         let spec = object["spec"].as_object_mut().unwrap();

@@ -16,7 +16,7 @@ use crate::patch::PatchType;
 use crate::route::{self, ResourcePath, Route};
 use crate::state::ApiState;
 use crate::writer::{self, Part, WriteOptions, Written};
-use crate::{apply, deletion, discovery, list, object, openapi, openapi_v2, patch, scale, watch_http};
+use crate::{apply, binding, deletion, discovery, list, object, openapi, openapi_v2, patch, scale, watch_http};
 
 pub async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -150,6 +150,9 @@ async fn serve_resource(
         }
         Some("scale") if info.scale_subresource => {
             return serve_scale(state, method, resource, name, headers, params, body).await
+        }
+        Some("binding") if info.kind == "Pod" && info.group.is_empty() => {
+            return binding::serve(state, method, resource, headers, params, body).await
         }
         Some(_) => return Ok(not_found()),
     }

@@ -28,6 +28,9 @@ impl CachedObject {
     pub fn decode(info: &ResourceInfo, key: Bytes, stored: &[u8], revision: i64) -> Result<CachedObject, String> {
         let mut value: Value = serde_json::from_slice(stored)
             .map_err(|error| format!("{}: stored object is not JSON: {error}", String::from_utf8_lossy(&key)))?;
+        if let Some(conversion) = info.conversion {
+            value = (conversion.from_storage)(value);
+        }
         object::set_resource_version(&mut value, revision);
         Ok(CachedObject::from_value(info, key, &value, revision))
     }

@@ -83,6 +83,13 @@ pub fn apply(info: &ResourceInfo, value: &mut Value) {
             default(spec, "type", json!("ClusterIP"));
             default(spec, "sessionAffinity", json!("None"));
             default(spec, "internalTrafficPolicy", json!("Cluster"));
+            let kind = spec["type"].as_str().unwrap_or("").to_string();
+            if kind == "NodePort" || kind == "LoadBalancer" {
+                default(spec, "externalTrafficPolicy", json!("Cluster"));
+            }
+            if kind == "LoadBalancer" {
+                default(spec, "allocateLoadBalancerNodePorts", json!(true));
+            }
             if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                 for port in ports.iter_mut().filter_map(Value::as_object_mut) {
                     default(port, "protocol", json!("TCP"));

@@ -31,7 +31,7 @@ use crate::registry::ResourceInfo;
 use crate::state::{storage_error, ApiState};
 use crate::storage::StorageError;
 use crate::writer::{self, Written, CONFLICT_RETRIES_MAX};
-use crate::{keys, namespaces, object, status};
+use crate::{keys, namespaces, object, service_allocation, status};
 
 /// kube-apiserver's warning for a batch/v1 job deleted without a policy (its pods stay).
 const JOB_ORPHAN_WARNING: &str = "child pods are preserved by default when jobs are deleted; set \
@@ -224,11 +224,13 @@ pub async fn delete(
             Plan::Mark if options.dry_run || writer::encode(&value) == writer::encode(&before) => {
                 return Ok(Written { code: kept_code, body: value, warnings });
             }
-            Plan::Mark => state.storage.update(key.clone(), writer::encode(&value), current.mod_revision).await,
+            Plan::Mark => {
+                state.storage.update(key.clone(), writer::encode_for(info, &value), current.mod_revision).await
+            }
             Plan::Remove if options.dry_run => {
                 return Ok(Written { code: StatusCode::OK, body: value, warnings });
             }
-            Plan::Remove => state.storage.delete(key.clone(), current.mod_revision).await,
+            Plan::Remove => service_allocation::delete(state, info, key.clone(), &before, current.mod_revision).await,
         };
         match written {
             Ok(revision) => {

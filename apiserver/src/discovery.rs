@@ -105,6 +105,12 @@ pub fn resources(group: &str, version: &str) -> Option<Value> {
             finalize["verbs"] = json!(["update"]);
             entries.push(finalize);
         }
+        if info.kind == "Pod" && info.group.is_empty() {
+            let mut binding = subresource_entry(info, "binding");
+            binding["kind"] = json!("Binding");
+            binding["verbs"] = json!(["create"]);
+            entries.push(binding);
+        }
     }
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries }))

@@ -24,6 +24,7 @@ pub static KINDS: &[(&str, &str, &Message)] = &[
     ("batch/v1", "Job", &BATCH_V1_JOB),
     ("coordination.k8s.io/v1", "Lease", &COORDINATION_V1_LEASE),
     ("discovery.k8s.io/v1", "EndpointSlice", &DISCOVERY_V1_ENDPOINT_SLICE),
+    ("events.k8s.io/v1", "Event", &EVENTS_V1_EVENT),
     ("autoscaling/v1", "Scale", &AUTOSCALING_V1_SCALE),
     ("meta.k8s.io/v1", "DeleteOptions", &META_V1_DELETE_OPTIONS),
 ];
@@ -1917,6 +1918,32 @@ pub static DISCOVERY_V1_FOR_NODE: Message =
 
 pub static DISCOVERY_V1_FOR_ZONE: Message =
     Message { name: "k8s.io.api.discovery.v1.ForZone", fields: &[f(1, "name", S, Single)] };
+
+pub static EVENTS_V1_EVENT: Message = Message {
+    name: "k8s.io.api.events.v1.Event",
+    fields: &[
+        f(1, "metadata", M(&META_V1_OBJECT_META), Single),
+        f(2, "eventTime", M(&META_V1_MICRO_TIME), Single),
+        f(3, "series", M(&EVENTS_V1_EVENT_SERIES), Pointer),
+        f(4, "reportingController", S, Single),
+        f(5, "reportingInstance", S, Single),
+        f(6, "action", S, Single),
+        f(7, "reason", S, Single),
+        f(8, "regarding", M(&CORE_V1_OBJECT_REFERENCE), Single),
+        f(9, "related", M(&CORE_V1_OBJECT_REFERENCE), Pointer),
+        f(10, "note", S, Single),
+        f(11, "type", S, Single),
+        f(12, "deprecatedSource", M(&CORE_V1_EVENT_SOURCE), Single),
+        f(13, "deprecatedFirstTimestamp", M(&META_V1_TIME), Single),
+        f(14, "deprecatedLastTimestamp", M(&META_V1_TIME), Single),
+        f(15, "deprecatedCount", Int32, Single),
+    ],
+};
+
+pub static EVENTS_V1_EVENT_SERIES: Message = Message {
+    name: "k8s.io.api.events.v1.EventSeries",
+    fields: &[f(1, "count", Int32, Single), f(2, "lastObservedTime", M(&META_V1_MICRO_TIME), Single)],
+};
 
 pub static API_RESOURCE_QUANTITY: Message =
     Message { name: "k8s.io.apimachinery.pkg.api.resource.Quantity", fields: &[f(1, "string", S, Single)] };

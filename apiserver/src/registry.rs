@@ -1,7 +1,7 @@
 //! The served resources: one row per resource drives routing, discovery, storage keys, the
 //! cache, validation (through the k8s-openapi type) and tables.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events};
 use k8s_openapi::schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,6 +35,17 @@ pub struct ResourceInfo {
     /// Adds the k8s-openapi type's schema and the schemas it references to the generator and
     /// returns a reference to it (the OpenAPI documents, `openapi_schemas.rs`).
     pub schema: fn(&mut SchemaGenerator) -> Schema,
+    /// For a resource stored in another's form, at that resource's keys (events.k8s.io/v1
+    /// Events are core/v1 Events in the store): how to convert. None: stored as served.
+    pub conversion: Option<&'static Conversion>,
+}
+
+/// Conversion between the served form of a resource and its stored form (both JSON, stored
+/// without resourceVersion).
+#[derive(Debug)]
+pub struct Conversion {
+    pub to_storage: fn(Value) -> Value,
+    pub from_storage: fn(Value) -> Value,
 }
 
 impl ResourceInfo {
@@ -110,6 +121,7 @@ macro_rules! resource {
             selectable_fields: $fields,
             normalize: round_trip::<$type>,
             schema: schema_of::<$type>,
+            conversion: None,
         }
     };
 }
@@ -152,6 +164,14 @@ pub static RESOURCES: &[ResourceInfo] = &[
         short: NONE, categories: NONE, status: false, scale: false, generation: false, fields: NONE),
     resource!(discovery::v1::EndpointSlice, "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice",
         namespaced: true, short: NONE, categories: NONE, status: false, scale: false, generation: false, fields: NONE),
+    // Stored as core/v1 Events, at their keys (`events_v1.rs`).
+    ResourceInfo {
+        conversion: Some(&crate::events_v1::CONVERSION),
+        ..resource!(events::v1::Event, "events.k8s.io", "v1", "Event", "events", "event", namespaced: true,
+            short: &["ev"], categories: NONE, status: false, scale: false, generation: false,
+            fields: &["regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "regarding.apiVersion",
+                      "regarding.resourceVersion", "regarding.fieldPath", "reason", "reportingController", "type"])
+    },
 ];
 
 /// The resource served at `group/version/plural`.
@@ -188,6 +208,6 @@ mod tests {
     fn groups_are_listed_once() {
         let groups = groups();
         assert_eq!(groups[0], ("apps", "v1"));
-        assert_eq!(groups.len(), 4);
+        assert_eq!(groups.len(), 5);
     }
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::error::{Error, Result};
+use crate::kubernetes_service::KubernetesService;
+use crate::service_allocation::ServiceNetwork;
 use crate::state::ApiState;
 use crate::storage::Storage;
 use crate::{api, cache, cache_feed, compaction, kubeconfig, namespaces};
@@ -29,6 +31,11 @@ pub struct ServerConfig {
     pub compaction_interval: Duration,
     /// Events each resource's cache keeps for watches that resume.
     pub history_events_max: usize,
+    /// `--service-cluster-ip-range` and `--service-node-port-range`.
+    pub service_network: ServiceNetwork,
+    /// `--advertise-address`, which the `kubernetes` Service's endpoints list; None: the bind
+    /// address.
+    pub advertise_address: Option<IpAddr>,
 }
 
 impl ServerConfig {
@@ -39,6 +46,8 @@ impl ServerConfig {
             kubeconfig_path,
             compaction_interval: Duration::from_secs(300),
             history_events_max: cache::HISTORY_EVENTS_MAX,
+            service_network: ServiceNetwork::default(),
+            advertise_address: None,
         }
     }
 }
@@ -59,11 +68,23 @@ impl Server {
             .await
             .map_err(|error| Error::Internal(format!("cannot listen on {address}: {error}")))?;
         let address = listener.local_addr().map_err(|error| Error::Internal(error.to_string()))?;
-        let state = Arc::new(ApiState::new(storage.clone(), config.history_events_max, address.to_string()));
+        let state = Arc::new(ApiState::new(
+            storage.clone(),
+            config.history_events_max,
+            address.to_string(),
+            config.service_network,
+        ));
         for cache in state.caches() {
             tokio::spawn(cache_feed::run(cache.clone(), storage.clone()));
         }
         bootstrap(&state).await?;
+        let kubernetes = KubernetesService {
+            cluster_ip: config.service_network.cidr.first(),
+            advertise_address: config.advertise_address.unwrap_or(config.bind_address),
+            port: address.port(),
+        };
+        kubernetes.reconcile(&state).await?;
+        tokio::spawn(kubernetes.run(state.clone()));
         tokio::spawn(compaction::run(storage, config.compaction_interval));
         kubeconfig::write(&config.kubeconfig_path, address).map_err(|error| {
             Error::Internal(format!("cannot write the kubeconfig {}: {error}", config.kubeconfig_path.display()))

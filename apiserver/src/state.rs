@@ -21,12 +21,19 @@ pub struct ApiState {
     pub server_address: String,
     /// Namespaces deleted a moment ago, whose phase creates read from the store.
     pub namespace_live_lookups: crate::namespaces::LiveLookups,
+    /// The ranges Services get cluster IPs and node ports from.
+    pub service_network: crate::service_allocation::ServiceNetwork,
     /// Turns true when the server stops, so long-running watches end and shutdown can finish.
     stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl ApiState {
-    pub fn new(storage: Arc<dyn Storage>, history_events_max: usize, server_address: String) -> ApiState {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        history_events_max: usize,
+        server_address: String,
+        service_network: crate::service_allocation::ServiceNetwork,
+    ) -> ApiState {
         let caches = RESOURCES.iter().map(|info| Arc::new(WatchCache::new(info, history_events_max))).collect();
         let (stopping, _) = tokio::sync::watch::channel(false);
         ApiState {
@@ -35,6 +42,7 @@ impl ApiState {
             cache_wait: Duration::from_secs(3),
             server_address,
             namespace_live_lookups: Default::default(),
+            service_network,
             stopping,
         }
     }
@@ -69,7 +77,7 @@ pub fn storage_error(object: ObjectRef, error: StorageError) -> Error {
     match error {
         StorageError::KeyExists => Error::AlreadyExists(object),
         StorageError::KeyNotFound => Error::NotFound(object),
-        StorageError::Conflict { .. } => Error::modified(object),
+        StorageError::Conflict { .. } | StorageError::ConditionsFailed { .. } => Error::modified(object),
         StorageError::Compacted { .. } => Error::Expired(format!("too old resource version: {error}")),
         StorageError::Unavailable(message) => Error::ServiceUnavailable(message),
         StorageError::NotImplemented(message) => Error::NotImplemented(message),

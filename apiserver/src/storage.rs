@@ -24,6 +24,10 @@ pub enum StorageError {
     /// No leader, a timeout: try again.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A [`Storage::commit`] found a condition false; `current` holds each condition's key as it
+    /// is now (None: absent), in the order of the conditions.
+    #[error("a condition of the write no longer holds")]
+    ConditionsFailed { current: Vec<Option<KeyValue>> },
     #[error("{0}")]
     NotImplemented(String),
     #[error("storage: {0}")]
@@ -40,6 +44,42 @@ pub struct RangePage {
     pub more: bool,
     /// The revision the page was read at.
     pub revision: i64,
+}
+
+/// A condition of a [`Storage::commit`], on one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The key does not exist (etcd's `create_revision == 0`).
+    Absent(Bytes),
+    /// The key's current version was written at this revision.
+    ModRevision(Bytes, i64),
+}
+
+impl Condition {
+    pub fn key(&self) -> &Bytes {
+        match self {
+            Condition::Absent(key) | Condition::ModRevision(key, _) => key,
+        }
+    }
+
+    /// Whether the key as it is now (`current`) satisfies the condition.
+    pub fn holds(&self, current: Option<&KeyValue>) -> bool {
+        match (self, current) {
+            (Condition::Absent(_), current) => current.is_none(),
+            (Condition::ModRevision(_, revision), Some(current)) => current.mod_revision == *revision,
+            (Condition::ModRevision(..), None) => false,
+        }
+    }
+}
+
+/// One write of a [`Storage::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Put(Bytes, Bytes),
+    Delete(Bytes),
+    /// Deletes the key only if it holds exactly this value (a nested txn), and leaves it
+    /// otherwise without failing the commit.
+    DeleteIfValue(Bytes, Bytes),
 }
 
 /// What a change feed delivers, in revision order.
@@ -65,6 +105,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Deletes a key whose current version must have `expected_mod_revision`.
     fn delete(&self, key: Bytes, expected_mod_revision: i64) -> BoxFuture<'_, StorageResult<i64>>;
+
+    /// Applies every write if every condition holds, all in one store revision (one etcd txn),
+    /// and returns that revision; otherwise writes nothing and answers
+    /// [`StorageError::ConditionsFailed`]. Keys may not repeat among the writes.
+    fn commit(&self, conditions: Vec<Condition>, writes: Vec<Write>) -> BoxFuture<'_, StorageResult<i64>>;
 
     /// Up to `limit` keys (0: all) of [start, end) at `revision` (0: a linearizable read now).
     fn range(&self, start: Bytes, end: Bytes, revision: i64, limit: i64) -> BoxFuture<'_, StorageResult<RangePage>>;

@@ -14,7 +14,7 @@ use store::{
 use tokio::sync::mpsc;
 use watch::{CancelReason, ResponseBody, WatchHub, WatchRequest};
 
-use crate::storage::{FeedItem, RangePage, Storage, StorageError, StorageResult};
+use crate::storage::{Condition, FeedItem, RangePage, Storage, StorageError, StorageResult, Write};
 
 /// Feed items buffered between the watch stream and its consumer.
 const FEED_BUFFER_ITEMS: usize = 256;
@@ -131,6 +131,72 @@ impl Storage for NativeStorage {
             let delete =
                 RequestOp::DeleteRange(DeleteRangeRequest { key: key.clone(), ..DeleteRangeRequest::default() });
             self.conditional(&key, compare, delete).await
+        }
+        .boxed()
+    }
+
+    fn commit(&self, conditions: Vec<Condition>, writes: Vec<Write>) -> BoxFuture<'_, StorageResult<i64>> {
+        async move {
+            let compare = conditions
+                .iter()
+                .map(|condition| match condition {
+                    Condition::Absent(key) => Compare {
+                        result: CompareResult::Equal,
+                        target: CompareTarget::Create(0),
+                        key: key.clone(),
+                        range_end: Bytes::new(),
+                    },
+                    Condition::ModRevision(key, revision) => mod_revision_is(key, *revision),
+                })
+                .collect();
+            let success = writes
+                .into_iter()
+                .map(|write| match write {
+                    Write::Put(key, value) => RequestOp::Put(PutRequest { key, value, ..PutRequest::default() }),
+                    Write::Delete(key) => {
+                        RequestOp::DeleteRange(DeleteRangeRequest { key, ..DeleteRangeRequest::default() })
+                    }
+                    Write::DeleteIfValue(key, value) => RequestOp::Txn(TxnRequest {
+                        compare: vec![Compare {
+                            result: CompareResult::Equal,
+                            target: CompareTarget::Value(value),
+                            key: key.clone(),
+                            range_end: Bytes::new(),
+                        }],
+                        success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
+                            key,
+                            ..DeleteRangeRequest::default()
+                        })],
+                        failure: Vec::new(),
+                    }),
+                })
+                .collect();
+            // On failure, the txn reads back every compared key, so the caller learns which
+            // condition failed without another round trip (and at the revision that failed it).
+            let failure = conditions
+                .iter()
+                .map(|condition| {
+                    RequestOp::Range(RangeRequest { key: condition.key().clone(), ..RangeRequest::default() })
+                })
+                .collect();
+            let Response::Txn(response) = self.write(Command::Txn(TxnRequest { compare, success, failure })).await?
+            else {
+                return Err(StorageError::Internal("a txn answered with another response".into()));
+            };
+            if response.succeeded {
+                return Ok(response.revision);
+            }
+            let mut current = Vec::with_capacity(conditions.len());
+            for answer in response.responses {
+                match answer {
+                    ResponseOp::Range(range) => current.push(range.kvs.into_iter().next()),
+                    _ => return Err(StorageError::Internal("a failed txn did not answer its reads".into())),
+                }
+            }
+            if current.len() != conditions.len() {
+                return Err(StorageError::Internal("a failed txn answered the wrong number of reads".into()));
+            }
+            Err(StorageError::ConditionsFailed { current })
         }
         .boxed()
     }

@@ -93,8 +93,73 @@ fn columns(info: &ResourceInfo) -> Vec<Column> {
             Column { name: "Data", kind: "integer", priority: 0, description: "Number of entries in data." },
             AGE,
         ],
+        "Event" => vec![
+            column("Last Seen", 0, "The time at which the most recent occurrence of this event was recorded."),
+            column("Type", 0, "Type of this event (Normal, Warning), new types could be added in the future."),
+            column("Reason", 0, "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+            column("Object", 0, "The object that this event is about."),
+            column("Subobject", 1, "The field of the object that this event is about."),
+            column("Source", 1, "The component reporting this event."),
+            column("Message", 0, "A human-readable description of the status of this operation."),
+            column("First Seen", 1, "The time at which the event was first recorded."),
+            column("Count", 1, "The number of times this event has occurred."),
+            Column { name: "Name", kind: "string", priority: 1, description: "Name must be unique within a namespace." },
+        ],
         _ => vec![NAME, AGE],
     }
+}
+
+/// kube-apiserver's event row, from the core/v1 form of the event.
+fn event_cells(event: &Value, now: i64) -> Vec<Value> {
+    let since = |time: &Value| match time.as_str() {
+        Some(time) if !time.is_empty() => age(time, now),
+        _ => "<unknown>".to_string(),
+    };
+    let mut first = since(&event["firstTimestamp"]);
+    if event["firstTimestamp"].as_str().unwrap_or("").is_empty() {
+        first = since(&event["eventTime"]);
+    }
+    let mut last = if event["lastTimestamp"].as_str().unwrap_or("").is_empty() {
+        first.clone()
+    } else {
+        since(&event["lastTimestamp"])
+    };
+    let mut count = event["count"].as_i64().unwrap_or(0);
+    if event["series"].is_object() {
+        last = since(&event["series"]["lastObservedTime"]);
+        count = event["series"]["count"].as_i64().unwrap_or(0);
+    } else if count == 0 {
+        count = 1;
+    }
+    let involved = &event["involvedObject"];
+    let kind = text(&involved["kind"]).to_lowercase();
+    let target = match text(&involved["name"]) {
+        name if name.is_empty() => kind,
+        name => format!("{kind}/{name}"),
+    };
+    let first_non_empty = |one: &Value, other: &Value| {
+        let one = text(one);
+        if one.is_empty() {
+            text(other)
+        } else {
+            one
+        }
+    };
+    let component = first_non_empty(&event["source"]["component"], &event["reportingComponent"]);
+    let instance = first_non_empty(&event["source"]["host"], &event["reportingInstance"]);
+    let source = if instance.is_empty() { component } else { format!("{component}, {instance}") };
+    vec![
+        json!(last),
+        json!(text(&event["type"])),
+        json!(text(&event["reason"])),
+        json!(target),
+        json!(text(&involved["fieldPath"])),
+        json!(source),
+        json!(text(&event["message"]).trim()),
+        json!(first),
+        json!(count),
+        json!(crate::object::name(event)),
+    ]
 }
 
 fn count(value: &Value) -> usize {
@@ -247,6 +312,8 @@ fn cells(info: &ResourceInfo, object: &Value, now: i64) -> Vec<Value> {
         "Namespace" => vec![name, json!(text(&status["phase"])), age],
         "ConfigMap" => vec![name, json!(count(&object["data"]) + count(&object["binaryData"])), age],
         "Secret" => vec![name, json!(text(&object["type"])), json!(count(&object["data"])), age],
+        "Event" if info.group == "events.k8s.io" => event_cells(&crate::events_v1::to_core(object.clone()), now),
+        "Event" => event_cells(object, now),
         _ => vec![name, age],
     }
 }

@@ -54,7 +54,7 @@ fn is_label_value(text: &str) -> bool {
 }
 
 /// `prefix/name` with a DNS subdomain prefix, or `name`.
-fn is_qualified_name(text: &str) -> bool {
+pub fn is_qualified_name(text: &str) -> bool {
     let (prefix, name) = match text.rsplit_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, text),
@@ -106,7 +106,11 @@ pub fn validate(info: &ResourceInfo, value: &Value, old: Option<&Value>) -> Resu
         "Pod" => validate_pod_spec(&value["spec"], "spec", &mut causes),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => validate_workload(value, old, &mut causes),
         "Job" => validate_pod_spec(&value["spec"]["template"]["spec"], "spec.template.spec", &mut causes),
-        "Service" => validate_service(value, &mut causes),
+        "Service" => {
+            validate_service(value, &mut causes);
+            crate::service_spec::validate(value, old, &mut causes);
+        }
+        "Event" => crate::events_v1::validate(info, value, old, &mut causes),
         _ => {}
     }
     if causes.is_empty() {

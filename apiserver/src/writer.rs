@@ -12,7 +12,8 @@ use crate::http::Params;
 use crate::managed_fields::{self, Managed};
 use crate::registry::ResourceInfo;
 use crate::state::{storage_error, ApiState};
-use crate::{defaults, keys, namespaces, object, validation};
+use crate::storage::Condition;
+use crate::{defaults, keys, namespaces, object, service_allocation, validation};
 
 /// Attempts of a read-modify-write (patch, scale, finalizing delete) that lost a race.
 pub const CONFLICT_RETRIES_MAX: usize = 5;
@@ -131,6 +132,23 @@ pub fn encode(value: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(&stored).expect("a JSON value encodes"))
 }
 
+/// The stored form of an object of `info`: [`encode`], after converting a resource stored in
+/// another's form (`ResourceInfo::conversion`).
+pub fn encode_for(info: &ResourceInfo, value: &Value) -> Bytes {
+    match info.conversion {
+        Some(conversion) => encode(&(conversion.to_storage)(value.clone())),
+        None => encode(value),
+    }
+}
+
+/// Stored bytes of `info` in the served form (still without resourceVersion).
+pub fn served_bytes(info: &ResourceInfo, stored: Bytes) -> Result<Bytes> {
+    let Some(conversion) = info.conversion else { return Ok(stored) };
+    let value: Value = serde_json::from_slice(&stored)
+        .map_err(|error| Error::Internal(format!("a stored object is not JSON: {error}")))?;
+    Ok(Bytes::from(serde_json::to_vec(&(conversion.from_storage)(value)).expect("a JSON value encodes")))
+}
+
 /// A stored value as the API shows it.
 pub fn decode(stored: &[u8], revision: i64) -> Result<Value> {
     let mut value: Value = serde_json::from_slice(stored)
@@ -229,6 +247,7 @@ pub async fn create(
     }
     defaults::apply(info, &mut value);
     record_managed_fields(info, None, &mut value, Part::Main, &options);
+    let allocation = service_allocation::prepare(state, info, None, &mut value).await?;
     validation::validate(info, &value, None)?;
     let name = object::name(&value).to_string();
     if let Some(namespace) = namespace.filter(|_| info.namespaced) {
@@ -238,11 +257,14 @@ pub async fn create(
     if options.dry_run {
         return Ok(Written { code: StatusCode::CREATED, body: value, warnings });
     }
-    let revision = state
-        .storage
-        .create(key, encode(&value))
-        .await
-        .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?;
+    let revision = match allocation {
+        Some(plan) => plan.commit(state, info, key.clone(), Condition::Absent(key), &mut value, encode).await?,
+        None => state
+            .storage
+            .create(key, encode_for(info, &value))
+            .await
+            .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?,
+    };
     object::set_resource_version(&mut value, revision);
     Ok(Written { code: StatusCode::CREATED, body: value, warnings })
 }
@@ -276,12 +298,14 @@ pub async fn current(
     name: &str,
 ) -> Result<store::KeyValue> {
     let key = keys::object_key(info, namespace, name);
-    state
+    let mut current = state
         .storage
         .get(key)
         .await
         .map_err(|error| storage_error(ObjectRef::new(info, name), error))?
-        .ok_or_else(|| Error::NotFound(ObjectRef::new(info, name)))
+        .ok_or_else(|| Error::NotFound(ObjectRef::new(info, name)))?;
+    current.value = served_bytes(info, current.value)?;
+    Ok(current)
 }
 
 /// PUT: replaces an object. A resourceVersion in the body must be the current one.
@@ -328,7 +352,9 @@ pub async fn replace(
     let mut value = normalize(info, value, &options, &mut warnings)?;
     keep_server_fields(info, &old, &mut value, part);
     defaults::apply(info, &mut value);
+    service_allocation::before_update(info, &old, &mut value);
     record_managed_fields(info, Some(&old), &mut value, part, &options);
+    let allocation = service_allocation::prepare(state, info, Some(&old), &mut value).await?;
     validation::validate(info, &value, Some(&old))?;
     let key = keys::object_key(info, namespace, &name);
     let unchanged = encode(&value) == encode(&old);
@@ -338,16 +364,23 @@ pub async fn replace(
     }
     let object_ref = ObjectRef::new(info, &name);
     if should_delete_during_update(info, &old, &value) {
-        let revision =
-            state.storage.delete(key, current.mod_revision).await.map_err(|error| storage_error(object_ref, error))?;
+        let revision = service_allocation::delete(state, info, key, &old, current.mod_revision)
+            .await
+            .map_err(|error| storage_error(object_ref, error))?;
         object::set_resource_version(&mut value, revision);
         return Ok(Written { code: StatusCode::OK, body: value, warnings });
     }
-    let revision = state
-        .storage
-        .update(key, encode(&value), current.mod_revision)
-        .await
-        .map_err(|error| storage_error(object_ref, error))?;
+    let revision = match allocation {
+        Some(plan) => {
+            let condition = Condition::ModRevision(key.clone(), current.mod_revision);
+            plan.commit(state, info, key, condition, &mut value, encode).await?
+        }
+        None => state
+            .storage
+            .update(key, encode_for(info, &value), current.mod_revision)
+            .await
+            .map_err(|error| storage_error(object_ref, error))?,
+    };
     object::set_resource_version(&mut value, revision);
     Ok(Written { code: StatusCode::OK, body: value, warnings })
 }

@@ -13,6 +13,9 @@ use super::free_port;
 /// Generous bound for anything a healthy server does in well under a second.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The `--advertise-address` servers get unless a test gives one.
+pub const TEST_ADVERTISE_ADDRESS: &str = "192.0.2.10";
+
 /// The Google Cloud SDK's folder of kubectl binaries (`kubectl` picks one by server version).
 pub fn kubectl_dir() -> PathBuf {
     let which = Command::new("which").arg("kubectl").output().expect("run which");
@@ -63,6 +66,11 @@ impl KeelServer {
             "--write-kubeconfig".into(),
             kubeconfig.to_str().unwrap().into(),
         ];
+        // The `kubernetes` Service's endpoints advertise an address of TEST-NET-1 (RFC 5737):
+        // valid and not loopback, and nothing in the tests sends traffic to it.
+        if !extra.iter().any(|arg| arg.starts_with("--advertise-address")) {
+            args.extend(["--advertise-address".to_string(), TEST_ADVERTISE_ADDRESS.to_string()]);
+        }
         args.extend(extra.iter().map(|arg| arg.to_string()));
         let mut server = KeelServer { child: None, dir, args, kubeconfig };
         server.run();
@@ -86,6 +94,12 @@ impl KeelServer {
             assert!(self.child.as_mut().unwrap().try_wait().unwrap().is_none(), "keel server exited:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The port the Kubernetes API serves on (`--secure-port`).
+    pub fn api_port(&self) -> u16 {
+        let flag = self.args.iter().position(|arg| arg == "--secure-port").expect("the harness sets --secure-port");
+        self.args[flag + 1].parse().unwrap()
     }
 
     pub fn log(&self) -> String {
