@@ -42,8 +42,21 @@ impl KeelServer {
         KeelServer::start_with(&[])
     }
 
-    /// Starts a server with `extra` flags after the usual ones.
+    /// Starts a server with `extra` flags after the usual ones. Ports are picked free, but a
+    /// parallel test may take one between the pick and the bind: then it starts again on others.
     pub fn start_with(extra: &[&str]) -> KeelServer {
+        let mut attempts = 0;
+        loop {
+            let mut server = KeelServer::configure(extra);
+            match server.try_run() {
+                Ok(()) => return server,
+                Err(log) if log.contains("Address already in use") && attempts < 5 => attempts += 1,
+                Err(log) => panic!("keel server did not start:\n{log}"),
+            }
+        }
+    }
+
+    fn configure(extra: &[&str]) -> KeelServer {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let client = format!("http://127.0.0.1:{}", free_port());
@@ -72,13 +85,18 @@ impl KeelServer {
             args.extend(["--advertise-address".to_string(), TEST_ADVERTISE_ADDRESS.to_string()]);
         }
         args.extend(extra.iter().map(|arg| arg.to_string()));
-        let mut server = KeelServer { child: None, dir, args, kubeconfig };
-        server.run();
-        server
+        KeelServer { child: None, dir, args, kubeconfig }
     }
 
     /// Starts the process (again) with the same flags and waits for its kubeconfig.
     pub fn run(&mut self) {
+        if let Err(log) = self.try_run() {
+            panic!("keel server exited:\n{log}");
+        }
+    }
+
+    /// Like `run`, but answers the server's log if it exits before it is up.
+    fn try_run(&mut self) -> Result<(), String> {
         let _ = std::fs::remove_file(&self.kubeconfig);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("keel.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_keel"))
@@ -91,9 +109,13 @@ impl KeelServer {
         let deadline = Instant::now() + WAIT;
         while !self.kubeconfig.exists() {
             assert!(Instant::now() < deadline, "keel server did not start:\n{}", self.log());
-            assert!(self.child.as_mut().unwrap().try_wait().unwrap().is_none(), "keel server exited:\n{}", self.log());
+            if self.child.as_mut().unwrap().try_wait().unwrap().is_some() {
+                self.child = None;
+                return Err(self.log());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
     }
 
     /// The port the Kubernetes API serves on (`--secure-port`).
