@@ -439,7 +439,8 @@ fn etcdctl_make_mirror_copies_then_follows_into_another_member() {
     let mut mirrored = String::new();
     for _poll in 0..200 {
         mirrored = destination.must(&["get", "", "--from-key"]);
-        if mirrored.contains("copy/after") {
+        // The initial copy and the watch run side by side: wait for both keys.
+        if mirrored.contains("copy/after") && mirrored.contains("copy/before") {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
