@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::aggregated_discovery::{self, Root};
 use crate::delete_options::DeleteOptions;
 use crate::error::{Error, Result};
 use crate::http::{self, Output, Params};
@@ -62,10 +63,16 @@ async fn serve(
     match route::parse(path) {
         Route::CoreVersions => {
             read_only()?;
+            if let Some(version) = aggregated_discovery::negotiate(headers) {
+                return Ok(aggregated_discovery::serve(Root::Core, version, headers));
+            }
             ok(discovery::core_versions(&state.server_address))
         }
         Route::Groups => {
             read_only()?;
+            if let Some(version) = aggregated_discovery::negotiate(headers) {
+                return Ok(aggregated_discovery::serve(Root::Groups, version, headers));
+            }
             ok(discovery::groups())
         }
         Route::Group(group) => discovery::group(&group).map_or_else(|| Ok(not_found()), ok),

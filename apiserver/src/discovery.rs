@@ -1,6 +1,6 @@
 //! Discovery: `/api`, `/apis`, `/apis/GROUP`, `/api/v1`, `/apis/GROUP/VERSION` (the legacy,
-//! unaggregated documents: clients that ask for aggregated discovery fall back to them when the
-//! answer is plain JSON), and `/version`.
+//! unaggregated documents; `aggregated_discovery.rs` converts them into the aggregated form), and
+//! `/version`.
 
 use serde_json::{json, Value};
 

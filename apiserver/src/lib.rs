@@ -9,6 +9,7 @@
 //! (`registry.rs`); reads come from the resource's watch cache (`list.rs`, `watch_http.rs`),
 //! writes go through `writer.rs` (decode, defaults, validation, a conditional store write).
 
+mod aggregated_discovery;
 mod api;
 mod apply;
 mod binding;
