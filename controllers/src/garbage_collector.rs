@@ -362,46 +362,43 @@ impl GarbageCollector {
         item: &Identity,
         change: impl Fn(Vec<OwnerReference>) -> Vec<OwnerReference>,
     ) -> Result<()> {
-        let Some(api) = self.api_for(item).await? else { return Ok(()) };
-        for _ in 0..PATCH_ATTEMPTS_MAX {
-            let Some(live) = api.get_opt(&item.name).await?.filter(|live| uid_of(live) == item.uid) else {
-                return Ok(());
-            };
+        self.patch_metadata(item, "updating the ownerReferences", |live| {
             let references = live.metadata.owner_references.clone().unwrap_or_default();
             let changed = change(references.clone());
-            if changed == references {
-                return Ok(());
-            }
-            let patch = json!({"metadata": {
-                "ownerReferences": list_or_null(&changed),
-                "resourceVersion": resource_version_of(&live),
-            }});
-            match api.patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => return Ok(()),
-                Err(error) if is_not_found(&error) => return Ok(()),
-                Err(error) if is_conflict(&error) => continue,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(Error::Conflicts(format!("updating the ownerReferences of {item}")))
+            (changed != references).then(|| ("ownerReferences", list_or_null(&changed)))
+        })
+        .await
     }
 
     /// Removes `finalizer` from `item`, conditionally on the version read.
     async fn remove_finalizer(&self, item: &Identity, finalizer: &str) -> Result<()> {
+        self.patch_metadata(item, &format!("removing the {finalizer} finalizer"), |live| {
+            has_finalizer(live, finalizer).then(|| {
+                let remaining: Vec<&String> =
+                    live.metadata.finalizers.iter().flatten().filter(|present| *present != finalizer).collect();
+                ("finalizers", list_or_null(&remaining))
+            })
+        })
+        .await
+    }
+
+    /// A read-modify-write of one metadata field of `item`: reads it live (gone, or a namesake
+    /// with another uid, is done), asks `change` for the field's new value (None: nothing to
+    /// change), and merge-patches it conditionally on the resourceVersion read, reading again
+    /// after a conflict, at most [`PATCH_ATTEMPTS_MAX`] times.
+    async fn patch_metadata(
+        &self,
+        item: &Identity,
+        what: &str,
+        change: impl Fn(&DynamicObject) -> Option<(&'static str, Value)>,
+    ) -> Result<()> {
         let Some(api) = self.api_for(item).await? else { return Ok(()) };
         for _ in 0..PATCH_ATTEMPTS_MAX {
             let Some(live) = api.get_opt(&item.name).await?.filter(|live| uid_of(live) == item.uid) else {
                 return Ok(());
             };
-            if !has_finalizer(&live, finalizer) {
-                return Ok(());
-            }
-            let remaining: Vec<&String> =
-                live.metadata.finalizers.iter().flatten().filter(|present| *present != finalizer).collect();
-            let patch = json!({"metadata": {
-                "finalizers": list_or_null(&remaining),
-                "resourceVersion": resource_version_of(&live),
-            }});
+            let Some((field, value)) = change(&live) else { return Ok(()) };
+            let patch = json!({"metadata": {field: value, "resourceVersion": resource_version_of(&live)}});
             match api.patch(&item.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(()),
                 Err(error) if is_not_found(&error) => return Ok(()),
@@ -409,7 +406,7 @@ impl GarbageCollector {
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(Error::Conflicts(format!("removing the {finalizer} finalizer of {item}")))
+        Err(Error::Conflicts(format!("{what} of {item}")))
     }
 }
 
