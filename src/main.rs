@@ -19,9 +19,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Store replica + apiserver + control loops: a whole single-node cluster. For now the
-    /// store replica with its etcd API, the Kubernetes API (plain HTTP), and the namespace and
-    /// garbage-collector controllers; scheduler and node agent follow.
+    /// Store replica + apiserver + control loops: a whole control plane in one process. The
+    /// store member with its etcd API, the Kubernetes API (plain HTTP) over the local replica,
+    /// and the namespace and garbage-collector controllers; several members form a cluster with
+    /// `keel store`'s `--initial-cluster` flags, and only the holder of the controller-manager's
+    /// Lease runs the controllers. Scheduler and node agent follow.
     Server(ServerArgs),
     /// A store replica serving etcd's v3 gRPC API; flags are etcd's.
     Store(StoreArgs),
@@ -551,12 +553,17 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| error.to_string())?;
     runtime.block_on(async move {
+        let mut api_config = api_config;
         let store = raft::Member::open_store(&config).map_err(|error| format!("keel server: {error}"))?;
         let hub = Arc::new(watch::WatchHub::new(store.clone(), watch::WatchOptions::default()));
         let listener: Arc<dyn raft::ChangeListener> = Arc::new(etcdapi::HubListener(hub.clone()));
         let member = raft::Member::start(config, store, Some(listener))
             .await
             .map_err(|error| format!("keel server: {error}"))?;
+        // Members of one cluster would each put their own address in the kubernetes Service's
+        // endpoints forever: the store's leader alone keeps them.
+        let leader = member.clone();
+        api_config.kubernetes_service_gate = Some(apiserver::ReconcileGate::new(move || leader.is_leader()));
         let storage = Arc::new(apiserver::NativeStorage::new(member.clone(), hub.clone()));
         let api =
             apiserver::Server::start(api_config, storage).await.map_err(|error| format!("keel server: {error}"))?;
@@ -567,7 +574,7 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
             args.store.data_dir.display(),
             api.kubeconfig_path().display()
         );
-        // SIGINT or SIGTERM stop both APIs, then the member.
+        // SIGINT or SIGTERM stop the controllers, both APIs, then the member.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = move || {
             let mut stopped = stopped.clone();
@@ -584,10 +591,18 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
         let etcd = tokio::spawn(etcdapi::serve(context, etcd_address, etcd_tls, until_stopped()));
         let api_address = loopback(api.local_addr());
         let kubernetes = tokio::spawn(api.serve(until_stopped()));
-        // The controllers are clients of the API just started (its listener is bound already).
+        // The controllers are clients of the API just started (its listener is bound already);
+        // of a cluster's members, only the holder of the controller-manager's Lease runs them.
+        // They stop before the API does, so that they can still release the Lease through it.
+        let (stop_controllers, controllers_stopped) = tokio::sync::watch::channel(false);
         let controllers = if args.controllers {
             let client = controllers::loopback_client(api_address).map_err(|error| format!("keel server: {error}"))?;
-            Some(tokio::spawn(controllers::run(client, until_stopped())))
+            let identity = controllers::leader_election::unique_identity(&args.store.name);
+            let mut controllers_stopped = controllers_stopped;
+            let until_controllers_stopped = async move {
+                let _ = controllers_stopped.wait_for(|stop| *stop).await;
+            };
+            Some(tokio::spawn(controllers::run_with_leader_election(client, identity, until_controllers_stopped)))
         } else {
             None
         };
@@ -597,10 +612,11 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate.recv() => {}
         }
-        let _ = stop.send(true);
+        let _ = stop_controllers.send(true);
         if let Some(controllers) = controllers {
             controllers.await.map_err(|error| error.to_string())?;
         }
+        let _ = stop.send(true);
         let etcd = etcd.await.map_err(|error| error.to_string())?;
         let kubernetes = kubernetes.await.map_err(|error| error.to_string())?;
         let _ = member.shutdown().await;

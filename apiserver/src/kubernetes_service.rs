@@ -13,8 +13,9 @@
 //!
 //! Writes go through `writer`, as a client's would (field manager `kube-apiserver`), so the
 //! Service's address is allocated like any other. With several `keel server` members each would
-//! advertise itself; keel does not yet keep a lease per member as kube-apiserver's lease
-//! reconciler does, so this is for one member.
+//! put its own address and port back forever; keel does not keep a lease per member as
+//! kube-apiserver's lease reconciler does, so a [`ReconcileGate`] lets one member at a time (the
+//! store's leader) reconcile, and the objects name that member's API.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,6 +39,26 @@ const NAMESPACE: &str = "default";
 const PORT_NAME: &str = "https";
 /// The Service's port: HTTPS's, whatever the API's own.
 const SERVICE_PORT: i64 = 443;
+
+/// Whether this server should reconcile the three objects now (checked before every round).
+#[derive(Clone)]
+pub struct ReconcileGate(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl ReconcileGate {
+    pub fn new(open: impl Fn() -> bool + Send + Sync + 'static) -> ReconcileGate {
+        ReconcileGate(Arc::new(open))
+    }
+
+    pub fn is_open(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ReconcileGate {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_tuple("ReconcileGate").field(&self.is_open()).finish()
+    }
+}
 
 /// What the three objects say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,8 +249,8 @@ impl KubernetesService {
     }
 
     /// Reconciles until the server stops: when one of the three objects changes in the watch
-    /// caches, and every [`RECONCILE_INTERVAL`].
-    pub async fn run(self, state: Arc<ApiState>) {
+    /// caches, and every [`RECONCILE_INTERVAL`]; only while `gate` (if any) is open.
+    pub async fn run(self, state: Arc<ApiState>, gate: Option<ReconcileGate>) {
         let stopped = state.stopped();
         tokio::pin!(stopped);
         let mut changes = [services(), endpoints(), endpoint_slices()].map(|info| state.cache(info).subscribe());
@@ -254,6 +275,9 @@ impl KubernetesService {
                 seen = now;
             }
             retry = false;
+            if gate.as_ref().is_some_and(|gate| !gate.is_open()) {
+                continue;
+            }
             if let Err(error) = self.reconcile(&state).await {
                 tracing::warn!(%error, "reconciling the kubernetes service failed; retrying");
                 retry = true;

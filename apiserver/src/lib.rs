@@ -65,6 +65,7 @@ mod watch_http;
 mod writer;
 
 pub use error::{Error, Result};
+pub use kubernetes_service::ReconcileGate;
 pub use node_ports::PortRange;
 pub use server::{Server, ServerConfig};
 pub use service_allocation::ServiceNetwork;

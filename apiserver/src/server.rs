@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::error::{Error, Result};
-use crate::kubernetes_service::KubernetesService;
+use crate::kubernetes_service::{KubernetesService, ReconcileGate};
 use crate::service_allocation::ServiceNetwork;
 use crate::state::ApiState;
 use crate::storage::Storage;
@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// `--advertise-address`, which the `kubernetes` Service's endpoints list; None: the bind
     /// address.
     pub advertise_address: Option<IpAddr>,
+    /// When this server reconciles the `kubernetes` Service and its endpoints; None: always.
+    /// Members of one cluster would otherwise each put their own address back forever.
+    pub kubernetes_service_gate: Option<ReconcileGate>,
 }
 
 impl ServerConfig {
@@ -48,6 +51,7 @@ impl ServerConfig {
             history_events_max: cache::HISTORY_EVENTS_MAX,
             service_network: ServiceNetwork::default(),
             advertise_address: None,
+            kubernetes_service_gate: None,
         }
     }
 }
@@ -83,8 +87,11 @@ impl Server {
             advertise_address: config.advertise_address.unwrap_or(config.bind_address),
             port: address.port(),
         };
-        kubernetes.reconcile(&state).await?;
-        tokio::spawn(kubernetes.run(state.clone()));
+        let gate = config.kubernetes_service_gate.clone();
+        if gate.as_ref().is_none_or(ReconcileGate::is_open) {
+            kubernetes.reconcile(&state).await?;
+        }
+        tokio::spawn(kubernetes.run(state.clone(), gate));
         tokio::spawn(compaction::run(storage, config.compaction_interval));
         kubeconfig::write(&config.kubeconfig_path, address).map_err(|error| {
             Error::Internal(format!("cannot write the kubeconfig {}: {error}", config.kubeconfig_path.display()))

@@ -13,11 +13,16 @@
 //!   `foregroundDeletion` waits until its blocking dependents are gone, one with `orphan` has
 //!   its dependents freed first.
 //!
-//! [`run`] starts them all and returns once `shutdown` completes and they have stopped.
+//! - [`leader_election`]: with several `keel server` members, only the holder of the Lease
+//!   `kube-system/kube-controller-manager` runs the loops, as with kube-controller-manager.
+//!
+//! [`run`] starts them all and returns once `shutdown` completes and they have stopped;
+//! [`run_with_leader_election`] does so only while this process holds the Lease.
 
 mod error;
 pub mod garbage_collector;
 pub mod graph;
+pub mod leader_election;
 pub mod monitors;
 pub mod namespace;
 pub mod resources;
@@ -110,4 +115,16 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
         }
     }
     tracing::info!("controllers stopped");
+}
+
+/// Runs the control loops against `client` whenever this candidate (`identity`, unique per
+/// process) holds the controller-manager's Lease, until `shutdown` completes.
+pub async fn run_with_leader_election(
+    client: Client,
+    identity: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let config = leader_election::LeaderElectionConfig::kube_controller_manager(identity);
+    let elector = leader_election::LeaderElector::new(client.clone(), config);
+    leader_election::run_elected(elector, shutdown, move |term| run(client.clone(), term.wait())).await;
 }
