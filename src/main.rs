@@ -457,7 +457,9 @@ struct ServerArgs {
     /// How often the apiserver compacts the store (to the revision of one interval ago); 0 never.
     #[arg(long, default_value = "5m")]
     etcd_compaction_interval: String,
-    /// An external etcd for the apiserver instead of keel's own store (not implemented yet).
+    /// An external etcd for the apiserver instead of keel's own store (kube-apiserver's flag):
+    /// comma-separated http:// URLs. keel then starts no store or etcd API of its own, and the
+    /// store flags (--listen-client-urls, ...) are unused.
     #[arg(long)]
     etcd_servers: Option<String>,
     /// Run the control loops (namespace lifecycle, garbage collector) as clients of this
@@ -526,9 +528,6 @@ fn loopback(address: SocketAddr) -> SocketAddr {
 }
 
 fn run_server(args: ServerArgs) -> Result<(), String> {
-    if let Some(servers) = &args.etcd_servers {
-        apiserver::EtcdStorage::connect(servers).map_err(|error| format!("keel server: {error}"))?;
-    }
     let urls = url_list("listen-client-urls", &args.store.listen_client_urls)?;
     let etcd_address = socket_address(&urls[0])?;
     let etcd_tls = client_tls(&args.store, &urls[0])?;
@@ -552,6 +551,10 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
         Some(advertise_address(args.advertise_address).map_err(|error| format!("keel server: {error}"))?);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| error.to_string())?;
+    if let Some(servers) = args.etcd_servers.clone() {
+        let identity = args.controllers.then(|| controllers::leader_election::unique_identity(&args.store.name));
+        return runtime.block_on(serve_over_etcd(servers, api_config, identity));
+    }
     runtime.block_on(async move {
         let mut api_config = api_config;
         let store = raft::Member::open_store(&config).map_err(|error| format!("keel server: {error}"))?;
@@ -623,4 +626,63 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
         etcd.map_err(|error| format!("keel server: serving {etcd_address}: {error}"))?;
         kubernetes.map_err(|error| format!("keel server: {error}"))
     })
+}
+
+/// `keel server --etcd-servers`: the Kubernetes API (and the controllers) over an external etcd,
+/// as kube-apiserver runs. keel starts no store, no Raft member and no etcd API of its own: the
+/// data belongs to that etcd, and clients of the etcd API talk to it directly. Several servers
+/// may share one etcd; the holder of the controller-manager's Lease runs the controllers
+/// (`controller_identity`, None: `--controllers=false`).
+async fn serve_over_etcd(
+    servers: String,
+    api_config: apiserver::ServerConfig,
+    controller_identity: Option<String>,
+) -> Result<(), String> {
+    let storage = apiserver::EtcdStorage::connect(&servers)
+        .await
+        .map_err(|error| format!("keel server: --etcd-servers={servers}: {error}"))?;
+    let api = apiserver::Server::start(api_config, Arc::new(storage))
+        .await
+        .map_err(|error| format!("keel server: {error}"))?;
+    eprintln!(
+        "keel server: Kubernetes API on http://{} (plain HTTP) over etcd at {servers}\n\
+         keel server: admin kubeconfig: {}",
+        api.local_addr(),
+        api.kubeconfig_path().display()
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let api_address = loopback(api.local_addr());
+    let kubernetes = tokio::spawn(api.serve(until_stopped()));
+    // The controllers stop before the API, so that they can still release the Lease through it.
+    let (stop_controllers, controllers_stopped) = tokio::sync::watch::channel(false);
+    let controllers = match controller_identity {
+        Some(identity) => {
+            let client = controllers::loopback_client(api_address).map_err(|error| format!("keel server: {error}"))?;
+            let mut controllers_stopped = controllers_stopped;
+            let until_controllers_stopped = async move {
+                let _ = controllers_stopped.wait_for(|stop| *stop).await;
+            };
+            Some(tokio::spawn(controllers::run_with_leader_election(client, identity, until_controllers_stopped)))
+        }
+        None => None,
+    };
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|error| format!("keel server: {error}"))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    let _ = stop_controllers.send(true);
+    if let Some(controllers) = controllers {
+        controllers.await.map_err(|error| error.to_string())?;
+    }
+    let _ = stop.send(true);
+    let kubernetes = kubernetes.await.map_err(|error| error.to_string())?;
+    kubernetes.map_err(|error| format!("keel server: {error}"))
 }

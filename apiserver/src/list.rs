@@ -3,9 +3,15 @@
 //! resourceVersion semantics, as kube-apiserver's:
 //! - unset: consistent. R = the store revision after a read barrier; wait until the cache has
 //!   applied R; answer from memory. If the cache does not get there within
-//!   [`crate::state::ApiState::cache_wait`], read the store at R instead.
+//!   [`crate::state::ApiState::cache_wait`], read the store at R instead. Over a storage whose
+//!   feed does not report progress at every revision (etcd,
+//!   [`crate::storage::Storage::progress_at_every_revision`]), the cache may never learn it has
+//!   reached R: the LIST reads the store (a linearizable range), as kube-apiserver does when it
+//!   cannot trust etcd's progress notifications.
 //! - "0": whatever the cache holds now.
-//! - N (NotOlderThan): wait until the cache reaches N, then answer from it.
+//! - N (NotOlderThan): wait until the cache reaches N, then answer from it. Over a feed without
+//!   progress at every revision, wait only [`WAIT_WITHOUT_PROGRESS`], then read the store now
+//!   (at least as new as N).
 //! - N with resourceVersionMatch=Exact, and continue tokens whose revision the cache has moved
 //!   past: read from store history at that revision (410 Expired once compacted).
 
@@ -25,6 +31,11 @@ use crate::selector::{FieldSelector, LabelSelector, ObjectFilter};
 use crate::state::{storage_error, ApiState};
 use crate::storage::StorageError;
 use crate::{cache_feed, keys, table, writer};
+
+/// How long a LIST at resourceVersion N waits for a cache whose feed reports no progress at
+/// every revision (it reaches N only if its resource changes at or after N) before it reads the
+/// store instead.
+pub const WAIT_WITHOUT_PROGRESS: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A page read at one revision.
 #[derive(Debug)]
@@ -95,6 +106,11 @@ pub async fn page(state: &ApiState, info: &ResourceInfo, namespace: Option<&str>
             cache_ready(state, info).await?;
         }
         Some(wanted) if exact => return from_storage(state, info, &prefix, None, wanted, &filter, limit).await,
+        Some(wanted) if !state.storage.progress_at_every_revision() => {
+            if !cache.wait_for(wanted, WAIT_WITHOUT_PROGRESS).await {
+                return from_storage(state, info, &prefix, None, 0, &filter, limit).await;
+            }
+        }
         Some(wanted) => {
             if !cache.wait_for(wanted, state.cache_wait).await {
                 return Err(Error::Timeout(format!(
@@ -102,6 +118,9 @@ pub async fn page(state: &ApiState, info: &ResourceInfo, namespace: Option<&str>
                     cache.revision()
                 )));
             }
+        }
+        None if !state.storage.progress_at_every_revision() => {
+            return from_storage(state, info, &prefix, None, 0, &filter, limit).await;
         }
         None => {
             let current = state
@@ -119,8 +138,9 @@ pub async fn page(state: &ApiState, info: &ResourceInfo, namespace: Option<&str>
     Ok(Page { items: page.items, revision: page.revision, continue_after: page.continue_after })
 }
 
-/// Reads a page from the store at `revision`, filtering as it goes.
-async fn from_storage(
+/// Reads a page from the store at `revision` (0: a linearizable read now, and the pages after
+/// the first at the revision it was read at), filtering as it goes.
+pub async fn from_storage(
     state: &ApiState,
     info: &ResourceInfo,
     prefix: &Bytes,
@@ -129,6 +149,7 @@ async fn from_storage(
     filter: &ObjectFilter,
     limit: usize,
 ) -> Result<Page> {
+    let mut revision = revision;
     let end = keys::prefix_end(prefix);
     let mut from = match after {
         Some(after) => {
@@ -140,12 +161,19 @@ async fn from_storage(
     };
     let mut items = Vec::new();
     loop {
-        let page = state.storage.range(from.clone(), end.clone(), revision, cache_feed::LOAD_PAGE_KEYS).await.map_err(
-            |error| match error {
+        // Without a selector, read no more than the page needs (and one more key, to know whether
+        // another page follows): a limit of 500 then costs one range of 501, not two of 500.
+        let page_keys = if limit > 0 && filter.is_empty() {
+            ((limit - items.len() + 1) as i64).min(cache_feed::LOAD_PAGE_KEYS)
+        } else {
+            cache_feed::LOAD_PAGE_KEYS
+        };
+        let page =
+            state.storage.range(from.clone(), end.clone(), revision, page_keys).await.map_err(|error| match error {
                 StorageError::Compacted { .. } => Error::Expired(format!("too old resource version: {revision}")),
                 other => storage_error(ObjectRef::new(info, ""), other),
-            },
-        )?;
+            })?;
+        revision = page.revision;
         for kv in &page.kvs {
             let object =
                 CachedObject::decode(info, kv.key.clone(), &kv.value, kv.mod_revision).map_err(Error::Internal)?;

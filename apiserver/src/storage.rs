@@ -1,6 +1,6 @@
 //! The seam between the apiserver and its key-value store: etcd v3 semantics in a few calls, so
-//! the native store (in process, [`crate::storage_native::NativeStorage`]) and, later, an external
-//! etcd (`--etcd-servers`) plug in alike. Keys and values are opaque bytes here; what they hold is
+//! the native store (in process, [`crate::storage_native::NativeStorage`]) and an external etcd
+//! (`--etcd-servers`, [`crate::storage_etcd::EtcdStorage`]) plug in alike. Keys and values are opaque bytes here; what they hold is
 //! the apiserver's business (`keys.rs`, JSON objects).
 
 use bytes::Bytes;
@@ -83,10 +83,22 @@ pub enum Write {
 }
 
 /// What a change feed delivers, in revision order.
+///
+/// How often a feed reports progress depends on the storage
+/// ([`Storage::progress_at_every_revision`]):
+/// - keel's own store: a `Changes` item at every store revision, events or not, so a consumer
+///   waiting for revision R is told as soon as it has everything up to R.
+/// - etcd: a `Changes` item per watch response with events, its `revision` the last event's
+///   (etcd's header revision can run ahead of the events while a watcher catches up, so it is not
+///   used), and a pure progress item only at etcd's periodic progress notification
+///   (`--experimental-watch-progress-notify-interval`, 10 minutes by default), which etcd sends
+///   only to a watcher that is synced, through the watcher's own channel. Progress is never
+///   *requested* (etcd before 3.4.31/3.5.13 can answer a request ahead of the events it covers).
+///   So a revision at which this resource did not change may never be reported.
 #[derive(Debug, Clone)]
 pub enum FeedItem {
-    /// Events (each with its previous version), then: every change up to `revision` has now been
-    /// delivered. Empty `events` is a pure progress notification.
+    /// Events (each with its previous version), then: every change of the watched range up to
+    /// `revision` has now been delivered. Empty `events` is a pure progress notification.
     Changes { events: Vec<Event>, revision: i64 },
     /// The feed fell behind compaction and stopped; the consumer must list again.
     Compacted { compact_revision: i64 },
@@ -120,25 +132,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Compacts history below `revision`.
     fn compact(&self, revision: i64) -> BoxFuture<'_, StorageResult<()>>;
 
-    /// The changes of [start, end) from `start_revision` on, with previous versions, and a
-    /// progress notification at every revision (so the consumer always knows how current it is).
+    /// Whether [`Storage::watch`]'s feed reports progress at every store revision. Only then may
+    /// a consistent read wait for a cache fed by it to reach the store's current revision; without
+    /// it the cache may never hear of a revision at which its resource did not change.
+    fn progress_at_every_revision(&self) -> bool;
+
+    /// The changes of [start, end) from `start_revision` on, with previous versions, and progress
+    /// notifications as [`FeedItem`] describes for this storage.
     fn watch(
         &self,
         start: Bytes,
         end: Bytes,
         start_revision: i64,
     ) -> BoxFuture<'_, StorageResult<mpsc::Receiver<FeedItem>>>;
-}
-
-/// An external etcd (`--etcd-servers`): not implemented yet, with an error that says so.
-#[derive(Debug)]
-pub struct EtcdStorage;
-
-impl EtcdStorage {
-    pub fn connect(servers: &str) -> StorageResult<EtcdStorage> {
-        Err(StorageError::NotImplemented(format!(
-            "--etcd-servers={servers}: running the apiserver over an external etcd is not implemented yet; \
-             keel server uses its own store"
-        )))
-    }
 }

@@ -227,6 +227,10 @@ impl Storage for NativeStorage {
         .boxed()
     }
 
+    fn progress_at_every_revision(&self) -> bool {
+        true
+    }
+
     fn watch(
         &self,
         start: Bytes,

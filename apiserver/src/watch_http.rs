@@ -88,11 +88,25 @@ pub async fn watch(
             )],
         });
     }
-    // A watch that starts with the current state reads it consistently, as a LIST does.
+    // A watch that starts with the current state reads it consistently, as a LIST does: from the
+    // cache once it has reached the store's revision, or, over a feed that does not report
+    // progress at every revision (etcd), from the store itself.
+    let mut initial = None;
     if send_initial && requested.unwrap_or(0) == 0 && params.get("resourceVersion").is_none() {
-        let current =
-            state.storage.current_revision().await.map_err(|error| storage_error(ObjectRef::new(info, ""), error))?;
-        cache.wait_for(current, state.cache_wait).await;
+        if state.storage.progress_at_every_revision() {
+            let current = state
+                .storage
+                .current_revision()
+                .await
+                .map_err(|error| storage_error(ObjectRef::new(info, ""), error))?;
+            cache.wait_for(current, state.cache_wait).await;
+        } else {
+            if !cache.wait_for(1, state.cache_wait).await {
+                return Err(Error::Timeout(format!("the {} cache is not loaded yet; try again", info.plural)));
+            }
+            let page = list::from_storage(state, info, &plan.prefix, None, 0, &plan.filter, 0).await?;
+            initial = Some((page.items, page.revision));
+        }
     } else if !cache.wait_for(1, state.cache_wait).await {
         return Err(Error::Timeout(format!("the {} cache is not loaded yet; try again", info.plural)));
     }
@@ -101,7 +115,7 @@ pub async fn watch(
     let stopped = state.stopped();
     tokio::spawn(async move {
         tokio::select! {
-            _ = run(cache, plan, requested, send_initial, initial_events, sender) => {}
+            _ = run(cache, plan, requested, send_initial.then_some(initial), initial_events, sender) => {}
             _ = stopped => {}
         }
     });
@@ -114,30 +128,42 @@ pub async fn watch(
     Ok(response)
 }
 
+/// The objects a watch starts with and the revision they were read at, when read from the store
+/// rather than from the cache.
+type InitialState = (Vec<Arc<CachedObject>>, i64);
+
 /// Feeds one watch until its timeout, its client leaves, or it falls out of history.
+/// `send_initial`: None to start after `requested`; Some(None) to start with the cache's
+/// objects; Some(Some(state)) to start with objects read from the store.
 async fn run(
     cache: Arc<WatchCache>,
     plan: WatchPlan,
     requested: Option<i64>,
-    send_initial: bool,
+    send_initial: Option<Option<InitialState>>,
     initial_end_bookmark: bool,
     sender: mpsc::Sender<Bytes>,
 ) {
     let deadline = Instant::now() + plan.timeout;
     let mut revisions = cache.subscribe();
-    let mut position = match requested {
-        Some(revision) if revision > 0 && !send_initial => revision,
-        _ => {
-            let page = cache.list(&plan.prefix, None, &plan.filter, 0);
-            for object in &page.items {
+    let mut position = match (requested, send_initial) {
+        (Some(revision), None) if revision > 0 => revision,
+        (_, initial) => {
+            let (items, revision) = match initial.flatten() {
+                Some(state) => state,
+                None => {
+                    let page = cache.list(&plan.prefix, None, &plan.filter, 0);
+                    (page.items, page.revision)
+                }
+            };
+            for object in &items {
                 if sender.send(event_line(&plan, EventType::Added, object)).await.is_err() {
                     return;
                 }
             }
-            if initial_end_bookmark && sender.send(bookmark_line(&plan, page.revision, true)).await.is_err() {
+            if initial_end_bookmark && sender.send(bookmark_line(&plan, revision, true)).await.is_err() {
                 return;
             }
-            page.revision
+            revision
         }
     };
     let mut next_bookmark = Instant::now() + BOOKMARK_INTERVAL;

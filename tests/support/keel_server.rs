@@ -124,6 +124,11 @@ impl KeelServer {
         self.args[flag + 1].parse().unwrap()
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("keel.log")).unwrap_or_default()
     }
