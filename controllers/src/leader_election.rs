@@ -16,6 +16,9 @@
 //! - *stopping*: on shutdown the controllers stop and the Lease is released (holder cleared,
 //!   duration 1 s) so another member takes over without waiting the lease out.
 //!
+//! One difference from client-go: a Lease held by an earlier process of this same member (the
+//! identity's name part is the member's name) is taken at once, since that process is gone.
+//!
 //! kube-controller-manager exits when it loses the Lease and is restarted by its supervisor;
 //! here the store and the API share the process, so the candidate goes back to waiting.
 
@@ -74,6 +77,15 @@ pub fn unique_identity(name: &str) -> String {
     let bits = (bits & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
     let hex = format!("{bits:032x}");
     format!("{name}_{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// Whether `holder` is an earlier process of the member `identity` belongs to (same name,
+/// another id): that process is gone, since one member's data directory serves one process at a
+/// time, so its Lease need not be waited out (a `keel server` restarted after a crash leads
+/// again at once rather than a lease duration later).
+fn is_earlier_process(holder: &str, identity: &str) -> bool {
+    let member = |identity: &str| identity.rsplit_once('_').map(|(name, _)| name.to_string());
+    holder != identity && member(holder).is_some() && member(holder) == member(identity)
 }
 
 /// The Lease's record as last read, and when this process saw it change.
@@ -156,7 +168,9 @@ impl LeaderElector {
         let observed = self.observed.as_ref().expect("observed just now");
         let held_by_me = self.observed_holder() == Some(self.config.identity.as_str());
         let duration = Duration::from_secs(observed.spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-        if self.observed_holder().is_some() && !held_by_me && observed.changed_at + duration > Instant::now() {
+        let expired = observed.changed_at + duration <= Instant::now()
+            || self.observed_holder().is_some_and(|holder| is_earlier_process(holder, &self.config.identity));
+        if self.observed_holder().is_some() && !held_by_me && !expired {
             return Ok(false);
         }
         if held_by_me {
@@ -333,6 +347,16 @@ mod tests {
         assert_eq!(groups, [8, 4, 4, 4, 12]);
         assert_eq!(&uuid[14..15], "4", "version 4: {uuid}");
         assert!(matches!(&uuid[19..20], "8" | "9" | "a" | "b"), "variant 1: {uuid}");
+    }
+
+    #[test]
+    fn a_lease_of_an_earlier_process_of_the_same_member_is_taken_at_once() {
+        let current = unique_identity("node_a");
+        assert!(is_earlier_process(&unique_identity("node_a"), &current));
+        assert!(!is_earlier_process(&current, &current), "the holder itself renews");
+        assert!(!is_earlier_process(&unique_identity("node_b"), &current));
+        assert!(!is_earlier_process(&unique_identity("node"), &current));
+        assert!(!is_earlier_process("someone-else", &current));
     }
 
     #[test]
