@@ -58,6 +58,15 @@ impl Cause {
         }
     }
 
+    /// An invalid number: kube prints numbers bare (`Invalid value: -3: ...`), strings quoted.
+    pub fn invalid_number(field: &str, value: i64, detail: &str) -> Cause {
+        Cause {
+            reason: "FieldValueInvalid",
+            field: field.to_string(),
+            message: format!("Invalid value: {value}: {detail}"),
+        }
+    }
+
     pub fn required(field: &str, detail: &str) -> Cause {
         let message =
             if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };

@@ -188,9 +188,9 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
         for (port_index, port) in container["ports"].as_array().map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
             let number = port["containerPort"].as_i64().unwrap_or(0);
             if !(1..=65535).contains(&number) {
-                causes.push(Cause::invalid(
+                causes.push(Cause::invalid_number(
                     &format!("{field}.ports[{port_index}].containerPort"),
-                    &number.to_string(),
+                    number,
                     "must be between 1 and 65535, inclusive",
                 ));
             }
@@ -230,9 +230,9 @@ fn validate_workload(value: &Value, old: Option<&Value>, causes: &mut Vec<Cause>
         }
     }
     if spec["replicas"].as_i64().is_some_and(|replicas| replicas < 0) {
-        causes.push(Cause::invalid(
+        causes.push(Cause::invalid_number(
             "spec.replicas",
-            &spec["replicas"].to_string(),
+            spec["replicas"].as_i64().expect("checked above"),
             "must be greater than or equal to 0",
         ));
     }
@@ -250,9 +250,9 @@ fn validate_service(value: &Value, causes: &mut Vec<Cause>) {
     for (index, port) in ports.iter().enumerate() {
         let number = port["port"].as_i64().unwrap_or(0);
         if !(1..=65535).contains(&number) {
-            causes.push(Cause::invalid(
+            causes.push(Cause::invalid_number(
                 &format!("spec.ports[{index}].port"),
-                &number.to_string(),
+                number,
                 "must be between 1 and 65535, inclusive",
             ));
         }
