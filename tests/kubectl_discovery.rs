@@ -1,6 +1,7 @@
 //! Aggregated discovery (`apidiscovery.k8s.io/v2` and `v2beta1`) against a real `keel server`:
-//! the documents' shape over plain HTTP, and kubectl 1.33 and 1.32 discovering everything from
-//! `/api` and `/apis` alone, without falling back to one request per group version.
+//! the documents' shape over plain HTTP, kubectl 1.33 and 1.32 discovering everything from `/api`
+//! and `/apis` alone, without falling back to one request per group version, and the kube
+//! crate's two discovery modes finding the same resources.
 
 mod support;
 
@@ -227,4 +228,49 @@ fn kubectl_1_33_uses_aggregated_discovery() {
 #[test]
 fn kubectl_1_32_uses_aggregated_discovery() {
     discovers_from_aggregated_documents(&kubectl_binary("1.32"));
+}
+
+/// What a kube `Discovery` found, comparable across its two modes: per group version, each
+/// resource's plural, kind, scope and verbs, with its subresources' names, kinds and verbs.
+fn discovered(discovery: &kube::Discovery) -> Vec<String> {
+    let mut found = Vec::new();
+    for group in discovery.groups() {
+        for version in group.versions() {
+            for (resource, capabilities) in group.versioned_resources(version) {
+                let mut subresources: Vec<String> = capabilities
+                    .subresources
+                    .iter()
+                    .map(|(sub, sub_capabilities)| {
+                        format!("{}:{}:{:?}", sub.plural, sub.kind, sub_capabilities.operations)
+                    })
+                    .collect();
+                subresources.sort();
+                found.push(format!(
+                    "{}/{} {} {} {:?} {:?} {subresources:?}",
+                    group.name(),
+                    version,
+                    resource.plural,
+                    resource.kind,
+                    capabilities.scope,
+                    capabilities.operations
+                ));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn kube_crate_aggregated_and_legacy_discovery_agree() {
+    let server = KeelServer::start();
+    let client = server.client().await;
+    let aggregated = kube::Discovery::new(client.clone()).run_aggregated().await.unwrap();
+    let legacy = kube::Discovery::new(client).run().await.unwrap();
+    let aggregated = discovered(&aggregated);
+    assert_eq!(aggregated, discovered(&legacy));
+    let pods = aggregated.iter().find(|line| line.starts_with("/v1 pods ")).expect("pods are discovered");
+    assert!(pods.contains("Namespaced") && pods.contains("binding:Binding") && pods.contains("status:Pod"), "{pods}");
+    let deployments = aggregated.iter().find(|line| line.starts_with("apps/v1 deployments ")).unwrap();
+    assert!(deployments.contains("scale:Scale"), "{deployments}");
 }
