@@ -5,8 +5,10 @@
 //! One concept per file: `cli` (flags), `connections` (`--conns` over `--endpoints`), `budget`
 //! (`--total`/`--duration`), `limiter` (`--rate`), `driver` (the closed loop of `--clients`
 //! tasks), `histogram` (latencies), `keys`, `report` (human line and JSON), and one file per
-//! workload under `workloads/`.
+//! workload under `workloads/`. `apiserver/` is the Kubernetes API load generator
+//! (`keel-apiserver-bench`, HTTP/JSON), which reuses `histogram` and `report::Latency`.
 
+pub mod apiserver;
 pub mod budget;
 pub mod cli;
 pub mod connections;
