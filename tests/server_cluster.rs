@@ -2,8 +2,8 @@
 //! members take it), each serving the Kubernetes API over its own replica: consistent reads and
 //! watches across members, writes through followers, the store leader's SIGKILL and the killed
 //! member's catch-up; and the controller-manager's Lease: one holder runs the controllers, a
-//! new holder takes over after the holder's SIGKILL (or a stopped holder steps down), and a
-//! namespace deletion completes on the new holder.
+//! new holder takes over after the holder's SIGKILL (or a stopped holder steps down, or a
+//! terminated one releases it), and a namespace deletion completes on the new holder.
 //!
 //! Every wait polls under a deadline; nothing asserts on elapsed time.
 
@@ -155,6 +155,20 @@ impl ServerCluster {
         if let Some(mut child) = self.members[index].process.take() {
             child.kill().unwrap();
             child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM by PID; waits for the exit.
+    fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
+        self.signal(index, "TERM");
+        let mut child = self.members[index].process.take().unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit on SIGTERM", self.members[index].name);
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -482,5 +496,14 @@ async fn one_lease_holder_runs_the_controllers_and_another_takes_over() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let lease = cluster.lease_holder(new_holding, |_| true).await;
-    assert_eq!(lease.spec.unwrap().holder_identity, Some(third_holder));
+    assert_eq!(lease.spec.unwrap().holder_identity, Some(third_holder.clone()));
+
+    // SIGTERM: the holder stops its controllers and releases the Lease before it exits, and
+    // another member takes it.
+    let third_holding = cluster.member_named_by(&third_holder);
+    let status = cluster.terminate(third_holding);
+    assert!(status.success(), "SIGTERM exit: {status}\n{}", cluster.logs());
+    assert!(cluster.members[third_holding].log().contains("released the controllers' lease"), "{}", cluster.logs());
+    let other = (0..3).find(|index| *index != third_holding).unwrap();
+    cluster.lease_holder(other, |seen| seen != third_holder).await;
 }
