@@ -600,7 +600,8 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
         let (stop_controllers, controllers_stopped) = tokio::sync::watch::channel(false);
         let controllers = if args.controllers {
             let client = controllers::loopback_client(api_address).map_err(|error| format!("keel server: {error}"))?;
-            let identity = controllers::leader_election::unique_identity(&args.store.name);
+            // The member's id is unique in the cluster and held by one process at a time.
+            let identity = format!("{}_{:016x}", args.store.name, member.config.id);
             let mut controllers_stopped = controllers_stopped;
             let until_controllers_stopped = async move {
                 let _ = controllers_stopped.wait_for(|stop| *stop).await;

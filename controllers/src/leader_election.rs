@@ -16,8 +16,11 @@
 //! - *stopping*: on shutdown the controllers stop and the Lease is released (holder cleared,
 //!   duration 1 s) so another member takes over without waiting the lease out.
 //!
-//! One difference from client-go: a Lease held by an earlier process of this same member (the
-//! identity's name part is the member's name) is taken at once, since that process is gone.
+//! Identities: `keel server` names its candidate after its store member (`name_memberid`): unique
+//! among the members, and one process at a time per member (its data directory is locked), so a
+//! member restarted after a crash finds the Lease its own and leads again at once instead of a
+//! lease duration later. A process without such an id takes [`unique_identity`] (`name_uuid`,
+//! as kube-controller-manager's `hostname_uuid`).
 //!
 //! kube-controller-manager exits when it loses the Lease and is restarted by its supervisor;
 //! here the store and the API share the process, so the candidate goes back to waiting.
@@ -41,7 +44,7 @@ use crate::Shutdown;
 pub struct LeaderElectionConfig {
     pub namespace: String,
     pub name: String,
-    /// This candidate's holderIdentity: unique per process, so a restarted member is a new one.
+    /// This candidate's holderIdentity: no two live processes may share one.
     pub identity: String,
     /// How long a holder's record stays valid without a renewal (`--leader-elect-lease-duration`).
     pub lease_duration: Duration,
@@ -77,15 +80,6 @@ pub fn unique_identity(name: &str) -> String {
     let bits = (bits & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
     let hex = format!("{bits:032x}");
     format!("{name}_{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
-}
-
-/// Whether `holder` is an earlier process of the member `identity` belongs to (same name,
-/// another id): that process is gone, since one member's data directory serves one process at a
-/// time, so its Lease need not be waited out (a `keel server` restarted after a crash leads
-/// again at once rather than a lease duration later).
-fn is_earlier_process(holder: &str, identity: &str) -> bool {
-    let member = |identity: &str| identity.rsplit_once('_').map(|(name, _)| name.to_string());
-    holder != identity && member(holder).is_some() && member(holder) == member(identity)
 }
 
 /// The Lease's record as last read, and when this process saw it change.
@@ -168,8 +162,7 @@ impl LeaderElector {
         let observed = self.observed.as_ref().expect("observed just now");
         let held_by_me = self.observed_holder() == Some(self.config.identity.as_str());
         let duration = Duration::from_secs(observed.spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-        let expired = observed.changed_at + duration <= Instant::now()
-            || self.observed_holder().is_some_and(|holder| is_earlier_process(holder, &self.config.identity));
+        let expired = observed.changed_at + duration <= Instant::now();
         if self.observed_holder().is_some() && !held_by_me && !expired {
             return Ok(false);
         }
@@ -347,16 +340,6 @@ mod tests {
         assert_eq!(groups, [8, 4, 4, 4, 12]);
         assert_eq!(&uuid[14..15], "4", "version 4: {uuid}");
         assert!(matches!(&uuid[19..20], "8" | "9" | "a" | "b"), "variant 1: {uuid}");
-    }
-
-    #[test]
-    fn a_lease_of_an_earlier_process_of_the_same_member_is_taken_at_once() {
-        let current = unique_identity("node_a");
-        assert!(is_earlier_process(&unique_identity("node_a"), &current));
-        assert!(!is_earlier_process(&current, &current), "the holder itself renews");
-        assert!(!is_earlier_process(&unique_identity("node_b"), &current));
-        assert!(!is_earlier_process(&unique_identity("node"), &current));
-        assert!(!is_earlier_process("someone-else", &current));
     }
 
     #[test]
