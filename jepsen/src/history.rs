@@ -66,11 +66,14 @@ impl Event {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "lowercase")]
 pub enum Op {
-    /// Reads a register; on completion `value` is what was seen, `None` meaning the key is absent.
+    /// Reads a register; on completion `value` is what was seen, `None` meaning the key is absent,
+    /// and `mod_revision` the revision that wrote it (0 for an absent key).
     Read {
         key: Key,
         #[serde(default)]
         value: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mod_revision: Option<i64>,
     },
     Write {
         key: Key,
@@ -125,6 +128,12 @@ pub enum Op {
         key: Option<Key>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// The value a put (or a txn's put) writes; unique in the run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<Value>,
+        /// What a get or range returned: (key, value, mod_revision) of each key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<Vec<(Key, Value, i64)>>,
     },
 }
 

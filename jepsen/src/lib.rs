@@ -9,7 +9,8 @@
 //! - the checkers, which read nothing but the history: [`linearizable`] with the [`register`]
 //!   model for single-key read/write/compare-and-set, [`elle`] for list-append transactions,
 //!   whose cycle search scales to histories a linearizability search cannot finish, [`leases`]
-//!   for keys on revoked or expired leases, and [`watches`] for what watchers received.
+//!   for keys on revoked or expired leases, [`watches`] for what watchers received, and
+//!   [`revisions`] for etcd's revision contract across keys (every workload).
 //!
 //! [`lazyfs`] is the runner's power-loss filesystem (a FUSE passthrough that drops unsynced
 //! writes on command); it is in the library so that its tests can mount it.
@@ -26,4 +27,5 @@ pub mod lazyfs;
 pub mod leases;
 pub mod linearizable;
 pub mod register;
+pub mod revisions;
 pub mod watches;

@@ -1,7 +1,13 @@
 //! The register workload: each key is an etcd key holding a value or absent, with read, write and
-//! compare-and-set, checked for linearizability key by key.
+//! compare-and-set, checked for linearizability key by key against etcd's KV with revisions: a
+//! write takes a revision above every earlier write of the key, and a read returns the value with
+//! the revision that wrote it, in a response whose header revision is at least that.
+//!
+//! Revisions bind more than the search can see key by key; [`crate::revisions`] checks the rest
+//! (real-time order across keys, and that a read at header revision H saw the last write at or
+//! below H).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use crate::history::{Key, Op, Operation, Status, Value, NEVER};
@@ -14,53 +20,105 @@ pub enum RegisterInput {
     Cas { expected: Option<Value>, new: Value },
 }
 
+/// What an op returned. Revisions are `None` where the history has none (they are then not
+/// checked).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RegisterOutput {
-    /// What the read saw; `None`: absent.
-    Read(Option<Value>),
-    Written,
-    Cas {
-        applied: bool,
-    },
-    /// The op's outcome is unknown.
-    Unknown,
+    /// What the read saw (`None`: absent), the revision that wrote it (0: absent) and the
+    /// response's header revision.
+    Read { value: Option<Value>, mod_revision: Option<i64>, header: Option<i64> },
+    /// Written at `revision`.
+    Written { revision: Option<i64> },
+    /// `revision`: the write's if applied, the header's (when the compare read) if not.
+    Cas { applied: bool, revision: Option<i64> },
+    /// The op's outcome is unknown; `revision` is the one a read showed it took effect at.
+    Unknown { revision: Option<i64> },
+}
+
+impl RegisterOutput {
+    /// A completed read of `value`, without revisions.
+    pub fn read(value: Option<Value>) -> Self {
+        RegisterOutput::Read { value, mod_revision: None, header: None }
+    }
 }
 
 /// A register op as the search sees it.
 pub type RegisterOp = ModelOp<RegisterInput, RegisterOutput>;
 
-/// One key with etcd semantics. The state is the current value, `None` while the key is absent.
+/// One key as etcd holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegisterState {
+    /// `None` while the key is absent.
+    pub value: Option<Value>,
+    /// The revision that wrote the value (0: never written); `None` when an op of unknown
+    /// outcome wrote it and no read saw at which revision.
+    pub mod_revision: Option<i64>,
+    /// The highest write revision known so far: the next write's must be above it.
+    pub floor: i64,
+}
+
+/// One key with etcd semantics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Register;
 
+impl Register {
+    fn write(state: &RegisterState, value: Value, revision: Option<i64>) -> Option<RegisterState> {
+        match revision {
+            Some(revision) if revision <= state.floor => None,
+            Some(revision) => Some(RegisterState { value: Some(value), mod_revision: Some(revision), floor: revision }),
+            None => Some(RegisterState { value: Some(value), mod_revision: None, ..*state }),
+        }
+    }
+
+    /// Whether a response at `header` can have seen `state`: not before the revision that wrote it.
+    fn seen_at(state: &RegisterState, header: Option<i64>) -> bool {
+        header.is_none_or(|header| header >= state.mod_revision.unwrap_or(state.floor))
+    }
+}
+
 impl Model for Register {
-    type State = Option<Value>;
+    type State = RegisterState;
     type Input = RegisterInput;
     type Output = RegisterOutput;
 
-    fn init() -> Option<Value> {
-        None
+    fn init() -> RegisterState {
+        RegisterState { value: None, mod_revision: Some(0), floor: 0 }
     }
 
-    fn step(state: &Option<Value>, input: &RegisterInput, output: &RegisterOutput) -> Option<Option<Value>> {
+    fn step(state: &RegisterState, input: &RegisterInput, output: &RegisterOutput) -> Option<RegisterState> {
         match (input, output) {
-            (RegisterInput::Read, RegisterOutput::Read(seen)) => (seen == state).then_some(*state),
-            (RegisterInput::Write(value), RegisterOutput::Written | RegisterOutput::Unknown) => Some(Some(*value)),
+            (RegisterInput::Read, RegisterOutput::Read { value, mod_revision, header }) => {
+                let same_revision = match (mod_revision, state.mod_revision) {
+                    (Some(seen), Some(held)) => *seen == held,
+                    _ => true,
+                };
+                (*value == state.value && same_revision && Register::seen_at(state, *header)).then_some(*state)
+            }
+            (
+                RegisterInput::Write(value),
+                RegisterOutput::Written { revision } | RegisterOutput::Unknown { revision },
+            ) => Register::write(state, *value, *revision),
             // A cas of unknown outcome that took effect here applied iff the compare held; if it
             // did not hold, taking effect changed nothing, the same as never taking effect.
-            (RegisterInput::Cas { expected, new }, RegisterOutput::Cas { applied: true } | RegisterOutput::Unknown) => {
-                (expected == state).then_some(Some(*new))
+            (
+                RegisterInput::Cas { expected, new },
+                RegisterOutput::Cas { applied: true, revision } | RegisterOutput::Unknown { revision },
+            ) => {
+                if *expected != state.value {
+                    return None;
+                }
+                Register::write(state, *new, *revision)
             }
             // A compare that failed is a read: the value was not `expected`.
-            (RegisterInput::Cas { expected, .. }, RegisterOutput::Cas { applied: false }) => {
-                (expected != state).then_some(*state)
+            (RegisterInput::Cas { expected, .. }, RegisterOutput::Cas { applied: false, revision }) => {
+                (*expected != state.value && Register::seen_at(state, *revision)).then_some(*state)
             }
             _ => None,
         }
     }
 
     fn read_only(input: &RegisterInput, output: &RegisterOutput) -> bool {
-        matches!((input, output), (RegisterInput::Read, _) | (_, RegisterOutput::Cas { applied: false }))
+        matches!((input, output), (RegisterInput::Read, _) | (_, RegisterOutput::Cas { applied: false, .. }))
     }
 }
 
@@ -97,9 +155,9 @@ pub struct Illegal {
     pub linearized: Vec<usize>,
     /// An op that had completed by then but could not follow the prefix.
     pub blocked: usize,
-    /// The value after the prefix. If that is a value no op observed, it is the smallest such
+    /// The key after the prefix. If its value is one no op observed, it is the smallest such
     /// value written to the key: the checker does not tell those apart.
-    pub state: Option<Value>,
+    pub state: RegisterState,
 }
 
 impl Illegal {
@@ -111,7 +169,7 @@ impl Illegal {
         for &i in &self.linearized[self.linearized.len().saturating_sub(TAIL)..] {
             let _ = writeln!(out, "  {}", describe(i, &ops[i]));
         }
-        let _ = writeln!(out, "leaving value {:?}; then no pending op fits, though this one had returned:", self.state);
+        let _ = writeln!(out, "leaving {:?}; then no pending op fits, though this one had returned:", self.state);
         let _ = write!(out, "  {}", describe(self.blocked, &ops[self.blocked]));
         out
     }
@@ -134,6 +192,7 @@ pub fn check_registers(ops: &[Operation], options: &CheckOptions) -> Verdict {
     }
     let mut unknown = None;
     for (key, mut key_ops) in by_key {
+        date_unknown_writes(&mut key_ops);
         merge_unread_writes(&mut key_ops);
         let (indices, model_ops): (Vec<usize>, Vec<_>) = key_ops.into_iter().unzip();
         match linearizable::check::<Register>(&model_ops, options.max_steps) {
@@ -162,24 +221,51 @@ fn to_model(op: &Operation) -> Option<(Key, RegisterOp)> {
         (Status::Ok, Some(output)) => Some(output),
         _ => None,
     };
+    let revision = op.revision;
+    let unknown = RegisterOutput::Unknown { revision: None };
     let (key, input, output) = match (&op.input, output) {
         (Op::Read { .. }, None) => return None,
-        (Op::Read { key, .. }, Some(Op::Read { value, .. })) => {
-            (*key, RegisterInput::Read, RegisterOutput::Read(*value))
+        (Op::Read { key, .. }, Some(Op::Read { value, mod_revision, .. })) => {
+            let output = RegisterOutput::Read { value: *value, mod_revision: *mod_revision, header: revision };
+            (*key, RegisterInput::Read, output)
         }
-        (Op::Write { key, value }, Some(_)) => (*key, RegisterInput::Write(*value), RegisterOutput::Written),
+        (Op::Write { key, value }, Some(_)) => {
+            (*key, RegisterInput::Write(*value), RegisterOutput::Written { revision })
+        }
         (Op::Cas { key, expected, new, .. }, Some(Op::Cas { applied, .. })) => {
-            let output = RegisterOutput::Cas { applied: applied.unwrap_or(true) };
+            let output = RegisterOutput::Cas { applied: applied.unwrap_or(true), revision };
             (*key, RegisterInput::Cas { expected: *expected, new: *new }, output)
         }
-        (Op::Write { key, value }, None) => (*key, RegisterInput::Write(*value), RegisterOutput::Unknown),
+        (Op::Write { key, value }, None) => (*key, RegisterInput::Write(*value), unknown),
         (Op::Cas { key, expected, new, .. }, None) => {
-            (*key, RegisterInput::Cas { expected: *expected, new: *new }, RegisterOutput::Unknown)
+            (*key, RegisterInput::Cas { expected: *expected, new: *new }, unknown)
         }
         _ => return None,
     };
-    let return_ns = if output == RegisterOutput::Unknown { NEVER } else { op.return_ns };
+    let return_ns = if matches!(output, RegisterOutput::Unknown { .. }) { NEVER } else { op.return_ns };
     Some((key, ModelOp { call_ns: op.call_ns, return_ns, input, output }))
+}
+
+/// Gives each unknown-outcome write of one key whose value a read saw the revision that read
+/// showed: values are written once, so the read names the write, which then certainly happened
+/// at that revision.
+fn date_unknown_writes(ops: &mut [(usize, RegisterOp)]) {
+    let seen_at: HashMap<Value, i64> = ops
+        .iter()
+        .filter_map(|(_, op)| match op.output {
+            RegisterOutput::Read { value: Some(value), mod_revision: Some(revision), .. } => Some((value, revision)),
+            _ => None,
+        })
+        .collect();
+    for (_, op) in ops.iter_mut() {
+        let written = match op.input {
+            RegisterInput::Write(value) | RegisterInput::Cas { new: value, .. } => value,
+            RegisterInput::Read => continue,
+        };
+        if let RegisterOutput::Unknown { revision } = &mut op.output {
+            *revision = seen_at.get(&written).copied();
+        }
+    }
 }
 
 /// Simplifies one key's ops with a fact about values no op observed (no read saw them, no cas
@@ -196,12 +282,12 @@ fn merge_unread_writes(ops: &mut Vec<(usize, RegisterOp)>) {
     let mut failed_compares = false;
     for (_, op) in ops.iter() {
         match (&op.input, &op.output) {
-            (_, RegisterOutput::Read(Some(value))) => {
+            (_, RegisterOutput::Read { value: Some(value), .. }) => {
                 observed.insert(*value);
             }
             (RegisterInput::Cas { expected, .. }, output) => {
                 observed.extend(*expected);
-                failed_compares |= *output == RegisterOutput::Cas { applied: false };
+                failed_compares |= matches!(output, RegisterOutput::Cas { applied: false, .. });
             }
             _ => {}
         }
@@ -212,7 +298,7 @@ fn merge_unread_writes(ops: &mut Vec<(usize, RegisterOp)>) {
     };
     let unread = |op: &ModelOp<_, _>| written(op).is_some_and(|value| !observed.contains(&value));
     if !failed_compares {
-        ops.retain(|(_, op)| !(op.output == RegisterOutput::Unknown && unread(op)));
+        ops.retain(|(_, op)| !(matches!(op.output, RegisterOutput::Unknown { .. }) && unread(op)));
     }
     let Some(representative) = ops.iter().filter(|(_, op)| unread(op)).filter_map(|(_, op)| written(op)).min() else {
         return;

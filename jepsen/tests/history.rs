@@ -3,7 +3,7 @@
 use jepsen::history::{Event, EventKind, History, HistoryError, MicroOp, Op, Status, NEVER};
 
 fn read(key: u64, value: Option<u64>) -> Op {
-    Op::Read { key, value }
+    Op::Read { key, value, mod_revision: None }
 }
 
 #[test]

@@ -9,7 +9,7 @@ fn op(call_ns: u64, return_ns: u64, input: Op, output: Op) -> Operation {
 }
 
 fn read(key: u64, value: Option<Value>) -> Op {
-    Op::Read { key, value }
+    Op::Read { key, value, mod_revision: None }
 }
 
 fn leased_key(lease: i64) -> Vec<Operation> {

@@ -197,12 +197,13 @@ async fn lookup(client: &mut Client, process: &mut Process, lease: i64) -> Optio
 
 /// A linearizable get; true when it succeeded.
 async fn read(client: &mut Client, process: &mut Process, key: Key) -> bool {
-    let invoked = Op::Read { key, value: None };
+    let invoked = Op::Read { key, value: None, mod_revision: None };
     process.invoke(&invoked);
     match timed(client.get(etcd_key(key), None)).await {
         Ok(response) => {
             let value = response.kvs().first().and_then(|kv| std::str::from_utf8(kv.value()).ok()?.parse().ok());
-            process.ok(&Op::Read { key, value }, revision(response.header()));
+            let mod_revision = Some(response.kvs().first().map_or(0, |kv| kv.mod_revision()));
+            process.ok(&Op::Read { key, value, mod_revision }, revision(response.header()));
             true
         }
         Err(failure) => {

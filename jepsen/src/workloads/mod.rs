@@ -172,6 +172,27 @@ pub async fn run(kind: WorkloadKind, ctx: Arc<Ctx>) -> Result<Extra, String> {
 }
 
 pub fn check(kind: WorkloadKind, ops: &[Operation], extra: &Extra) -> Vec<Verdict> {
+    let mut verdicts = check_workload(kind, ops, extra);
+    verdicts.push(check_revisions(ops));
+    verdicts
+}
+
+/// etcd's revision contract over every acknowledged op, whatever the workload.
+fn check_revisions(ops: &[Operation]) -> Verdict {
+    let summary = jepsen::revisions::check(ops);
+    match summary.violation {
+        None => Verdict::ok(
+            "revisions",
+            format!(
+                "{} ops in revision order (unique write revisions, real time kept), {} key reads saw the last write at their revision",
+                summary.placed, summary.reads
+            ),
+        ),
+        Some(violation) => Verdict::fail("revisions", violation.explain(ops)),
+    }
+}
+
+fn check_workload(kind: WorkloadKind, ops: &[Operation], extra: &Extra) -> Vec<Verdict> {
     match (kind, extra) {
         (WorkloadKind::Register, _) => vec![register::check(ops)],
         (WorkloadKind::ListAppend, _) => vec![list_append::check(ops)],

@@ -97,17 +97,18 @@ async fn client(ctx: Arc<Ctx>, index: usize, keys: Arc<KeySpace>, values: Arc<At
 
 /// A linearizable get; `Some(value)` when it succeeded.
 async fn read(client: &mut Client, process: &mut Process, key: Key) -> Option<Option<Value>> {
-    let invoked = Op::Read { key, value: None };
+    let invoked = Op::Read { key, value: None, mod_revision: None };
     process.invoke(&invoked);
     match timed(client.get(etcd_key(key), None)).await {
-        Ok(response) => match response.kvs().first().map(|kv| parse(kv.value())) {
-            Some(None) => {
+        Ok(response) => match response.kvs().first().map(|kv| (parse(kv.value()), kv.mod_revision())) {
+            Some((None, _)) => {
                 process.failed(&invoked, &Failure::Definite("unparsable value".into()), true);
                 None
             }
             found => {
-                let value = found.flatten();
-                process.ok(&Op::Read { key, value }, revision(response.header()));
+                let value = found.and_then(|(value, _)| value);
+                let mod_revision = Some(found.map_or(0, |(_, revision)| revision));
+                process.ok(&Op::Read { key, value, mod_revision }, revision(response.header()));
                 Some(value)
             }
         },
