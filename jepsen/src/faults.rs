@@ -1,7 +1,10 @@
 //! The nemesis: a seeded random schedule of faults. About every `--fault-interval` seconds
 //! (uniformly 0.6 to 1.4 times it) the fault in force, if any, is healed, and with probability
-//! 0.8 a new one, drawn from `--faults`, starts. One fault is in force at a time. At the end
-//! everything is healed: the network, paused and stopped members, removed members re-added.
+//! 0.8 a new one, drawn from `--faults`, starts. One fault is in force at a time, unless
+//! `--overlap-faults`: then a network fault and a process fault may be in force together (a
+//! partition while the leader is paused), each healed after one or two ticks; a membership change
+//! or a power loss still runs alone. At the end everything is healed: the network, paused and
+//! stopped members, removed members re-added.
 //! Every action goes to `faults.jsonl` (on the history's clock) and to the console.
 
 use std::collections::BTreeMap;
@@ -43,6 +46,39 @@ impl FaultKind {
     pub fn label(self) -> String {
         clap::ValueEnum::to_possible_value(&self).map(|value| value.get_name().to_string()).unwrap_or_default()
     }
+
+    fn class(self) -> FaultClass {
+        match self {
+            FaultKind::Partition | FaultKind::Delay | FaultKind::Loss => FaultClass::Network,
+            FaultKind::Kill | FaultKind::Pause | FaultKind::Failpoint => FaultClass::Process,
+            FaultKind::Member | FaultKind::PowerLoss | FaultKind::None => FaultClass::Alone,
+        }
+    }
+}
+
+/// Which faults may be in force together: one of the network's and one of a member process's.
+/// The network has one state (healing heals it all), and one member fault at a time keeps the
+/// victims apart; membership changes and power losses need the rest of the cluster intact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaultClass {
+    Network,
+    Process,
+    Alone,
+}
+
+impl FaultClass {
+    fn fits_with(self, other: FaultClass) -> bool {
+        self != other && self != FaultClass::Alone && other != FaultClass::Alone
+    }
+}
+
+/// A fault in force: what to undo, its label and class, and since when (history clock).
+#[derive(Debug)]
+struct InForce {
+    active: Active,
+    label: String,
+    class: FaultClass,
+    since_ns: u64,
 }
 
 /// The share of power-loss faults that cut every member at once (a data-centre power cut).
@@ -103,11 +139,11 @@ pub struct Nemesis {
     rng: StdRng,
     kinds: Vec<FaultKind>,
     interval: Duration,
+    /// A network fault and a process fault may be in force together.
+    overlap: bool,
     clock: Clock,
     log: File,
     summary: FaultSummary,
-    /// The fault in force: its kind and since when.
-    since: Option<(String, u64)>,
 }
 
 impl Nemesis {
@@ -117,12 +153,13 @@ impl Nemesis {
         seed: u64,
         kinds: Vec<FaultKind>,
         interval: Duration,
+        overlap: bool,
         clock: Clock,
         log: File,
     ) -> Nemesis {
         // A stream of its own, so that the workload's draws do not shift the schedule.
         let rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
-        Nemesis { cluster, net, rng, kinds, interval, clock, log, summary: FaultSummary::default(), since: None }
+        Nemesis { cluster, net, rng, kinds, interval, overlap, clock, log, summary: FaultSummary::default() }
     }
 
     fn note(&mut self, action: &str, fault: &str, detail: &str) {
@@ -139,7 +176,7 @@ impl Nemesis {
 
     /// Runs the schedule until `until`, then heals everything.
     pub async fn run(mut self, until: Instant) -> FaultSummary {
-        let mut active = None;
+        let mut in_force: Vec<InForce> = Vec::new();
         loop {
             let next = Instant::now() + self.interval.mul_f64(self.rng.gen_range(0.6..1.4));
             if next >= until {
@@ -147,17 +184,29 @@ impl Nemesis {
                 break;
             }
             tokio::time::sleep_until(next).await;
-            if let Some(fault) = active.take() {
-                self.stop(fault).await;
+            // Alone, a fault lasts one tick; overlapping, the oldest is healed when two are in
+            // force or by a coin flip, so faults last one or two ticks and start and end apart.
+            while !in_force.is_empty() && (!self.overlap || in_force.len() == 2 || self.rng.gen_bool(0.5)) {
+                let oldest = in_force.remove(0);
+                self.stop(oldest).await;
+                if self.overlap {
+                    break;
+                }
             }
-            // A new fault only if it has time to matter before the end.
+            // A new fault only if it has time to matter before the end, and fits those in force.
             let worth_it = until.saturating_duration_since(Instant::now()) > self.interval / 2;
-            if !self.kinds.is_empty() && self.rng.gen_bool(0.8) && worth_it {
-                let kind = *self.kinds.choose(&mut self.rng).expect("a fault kind");
-                active = self.start(kind).await;
+            let fitting: Vec<FaultKind> = self
+                .kinds
+                .iter()
+                .copied()
+                .filter(|kind| in_force.iter().all(|fault| kind.class().fits_with(fault.class)))
+                .collect();
+            if !fitting.is_empty() && self.rng.gen_bool(0.8) && worth_it {
+                let kind = *fitting.choose(&mut self.rng).expect("a fault kind");
+                in_force.extend(self.start(kind).await);
             }
         }
-        if let Some(fault) = active.take() {
+        for fault in in_force {
             self.stop(fault).await;
         }
         self.heal_all().await;
@@ -179,7 +228,7 @@ impl Nemesis {
         self.rng.gen_range(0..size)
     }
 
-    async fn start(&mut self, kind: FaultKind) -> Option<Active> {
+    async fn start(&mut self, kind: FaultKind) -> Option<InForce> {
         let label = kind.label();
         let started = match kind {
             FaultKind::Partition => self.start_partition().await,
@@ -229,8 +278,7 @@ impl Nemesis {
         match started {
             Ok(active) => {
                 *self.summary.started.entry(label.clone()).or_default() += 1;
-                self.since = Some((label, self.clock.now_ns()));
-                Some(active)
+                Some(InForce { active, label, class: kind.class(), since_ns: self.clock.now_ns() })
             }
             Err(error) => {
                 self.error(&label, error);
@@ -348,11 +396,9 @@ impl Nemesis {
         Ok(Active::Slow)
     }
 
-    async fn stop(&mut self, active: Active) {
-        if let Some((kind, start)) = self.since.take() {
-            self.summary.windows.push((kind, start, self.clock.now_ns()));
-        }
-        let result = match active {
+    async fn stop(&mut self, fault: InForce) {
+        self.summary.windows.push((fault.label, fault.since_ns, self.clock.now_ns()));
+        let result = match fault.active {
             Active::Partition | Active::Slow => {
                 let healed = self.net.heal().await;
                 self.note("stop", "network", "healed");

@@ -80,6 +80,9 @@ struct Args {
     /// Mean seconds between fault changes.
     #[arg(long, default_value_t = 5.0)]
     fault_interval: f64,
+    /// Let a network fault and a process fault (kill, pause, failpoint) be in force together.
+    #[arg(long)]
+    overlap_faults: bool,
     /// Client processes; default 2 per member.
     #[arg(long)]
     concurrency: Option<usize>,
@@ -260,7 +263,16 @@ async fn run(args: Args, teardown: Arc<Teardown>) -> Result<bool, String> {
     let workload = tokio::spawn(workloads::run(args.workload, ctx.clone()));
     let fault_log = std::fs::File::create(out.join("faults.jsonl")).map_err(|error| error.to_string())?;
     let interval = Duration::from_secs_f64(args.fault_interval.max(0.5));
-    let nemesis = Nemesis::new(cluster.clone(), net.clone(), args.seed, kinds.clone(), interval, clock, fault_log);
+    let nemesis = Nemesis::new(
+        cluster.clone(),
+        net.clone(),
+        args.seed,
+        kinds.clone(),
+        interval,
+        args.overlap_faults,
+        clock,
+        fault_log,
+    );
     let until = tokio::time::Instant::now() + Duration::from_secs(args.time_limit);
     let fault_summary = nemesis.run(until).await;
 
