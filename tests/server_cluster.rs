@@ -3,7 +3,8 @@
 //! watches across members, writes through followers, the store leader's SIGKILL and the killed
 //! member's catch-up; and the controller-manager's Lease: one holder runs the controllers, a
 //! new holder takes over after the holder's SIGKILL (or a stopped holder steps down, or a
-//! terminated one releases it), and a namespace deletion completes on the new holder.
+//! terminated one releases it), a holder cut off from the quorum stops its controllers once its
+//! renew deadline passes, and a namespace deletion completes on the new holder.
 //!
 //! Every wait polls under a deadline; nothing asserts on elapsed time.
 
@@ -122,8 +123,8 @@ impl ServerCluster {
             .args(["--secure-port", &member.api_port.to_string(), "--advertise-address", ADVERTISE_ADDRESS])
             .arg("--write-kubeconfig")
             .arg(&member.kubeconfig)
-            // The leader election's log lines say which member runs the controllers.
-            .env("KEEL_LOG", "warn,controllers::leader_election=info")
+            // The controllers' log lines say which member leads and when its loops stop.
+            .env("KEEL_LOG", "warn,controllers=info")
             .env_remove("FAILPOINTS")
             .stdout(Stdio::null())
             .stderr(log)
@@ -260,6 +261,11 @@ impl ServerCluster {
         (0..self.members.len())
             .filter(|index| self.members[*index].log().matches("acquired the controllers' lease").count() >= times)
             .collect()
+    }
+
+    /// How many times any member has started leading.
+    fn terms_led(&self) -> usize {
+        self.members.iter().map(|member| member.log().matches("acquired the controllers' lease").count()).sum()
     }
 
     fn logs(&self) -> String {
@@ -506,4 +512,39 @@ async fn one_lease_holder_runs_the_controllers_and_another_takes_over() {
     assert!(cluster.members[third_holding].log().contains("released the controllers' lease"), "{}", cluster.logs());
     let other = (0..3).find(|index| *index != third_holding).unwrap();
     cluster.lease_holder(other, |seen| seen != third_holder).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_from_the_quorum_stops_its_controllers() {
+    let cluster = ServerCluster::start(3);
+    let lease = cluster.lease_holder(0, |_| true).await;
+    let holder = lease.spec.unwrap().holder_identity.unwrap();
+    let holding = cluster.member_named_by(&holder);
+    let others: Vec<usize> = (0..3).filter(|index| *index != holding).collect();
+    let stopped_before = cluster.members[holding].log().matches("controllers stopped").count();
+
+    // With the two other members stopped, the holder's API can neither read nor write the
+    // Lease: renewing fails until the renew deadline, and the controllers stop.
+    for index in &others {
+        cluster.signal(*index, "STOP");
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = cluster.members[holding].log();
+        if log.contains("lost the controllers' lease") && log.matches("controllers stopped").count() > stopped_before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cut-off holder kept leading\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for index in &others {
+        cluster.signal(*index, "CONT");
+    }
+
+    // Once the quorum is back, a holder leads again (the same member may take its Lease back).
+    let deadline = Instant::now() + WAIT;
+    while cluster.terms_led() < 2 {
+        assert!(Instant::now() < deadline, "nobody leads after the quorum came back\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
