@@ -258,6 +258,7 @@ async fn run(args: Args, teardown: Arc<Teardown>) -> Result<bool, String> {
         seed: args.seed,
         rate: args.rate,
         ops_per_key: args.ops_per_key,
+        faults_until: tokio::time::Instant::now() + Duration::from_secs(args.time_limit),
         stop: Default::default(),
     });
     let workload = tokio::spawn(workloads::run(args.workload, ctx.clone()));
@@ -273,8 +274,7 @@ async fn run(args: Args, teardown: Arc<Teardown>) -> Result<bool, String> {
         clock,
         fault_log,
     );
-    let until = tokio::time::Instant::now() + Duration::from_secs(args.time_limit);
-    let fault_summary = nemesis.run(until).await;
+    let fault_summary = nemesis.run(ctx.faults_until).await;
 
     let mut verdicts = Vec::new();
     match cluster.lock().await.wait_ready(Duration::from_secs(60)).await {

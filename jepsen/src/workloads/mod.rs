@@ -44,6 +44,8 @@ pub struct Ctx {
     pub rate: f64,
     /// Ops on one key before it is retired for a fresh one (bounds the checkers' work per key).
     pub ops_per_key: u64,
+    /// When the faulted phase ends (then everything heals and the quiet phase begins).
+    pub faults_until: tokio::time::Instant,
     pub stop: AtomicBool,
 }
 

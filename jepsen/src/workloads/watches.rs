@@ -5,6 +5,10 @@
 //! (`jepsen::watches`) compares the watchers with each other and with the acknowledged writes;
 //! besides, a sample of revisions is read back with `Range(revision = r, mod_revision = r)`,
 //! the final history, and must match what the watchers received at r.
+//!
+//! Meanwhile a compactor compacts history every few seconds, up to the revision every watcher
+//! has already received: watches resumed after a break then start just above a compaction, and
+//! streams in flight run while compactions remove the history behind them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -34,6 +38,9 @@ pub struct Observed {
     /// Disagreements of the sampled revisions with the final history.
     pub range_problems: Vec<String>,
     pub ranges_checked: usize,
+    /// Compactions done during the run, and the last revision compacted.
+    pub compactions: u64,
+    pub compacted: i64,
 }
 
 fn etcd_key(key: Key) -> String {
@@ -149,6 +156,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<Extra, String> {
             }
         }));
     }
+    let compactor = tokio::spawn(compact_behind(ctx.clone(), watchers.clone()));
     let values = Arc::new(AtomicU64::new(1));
     let mut writers = Vec::new();
     for index in 0..ctx.concurrency {
@@ -173,13 +181,14 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<Extra, String> {
     for writer in writers {
         writer.await.map_err(|error| error.to_string())?;
     }
+    let (compactions, compacted) = compactor.await.map_err(|error| error.to_string())?;
     let end = current_revision(&ctx.endpoints).await?;
     target.store(end, Ordering::SeqCst);
     *give_up.lock().unwrap() = Some(Instant::now() + Duration::from_secs(60));
     for task in watch_tasks {
         task.await.map_err(|error| error.to_string())?;
     }
-    let mut observed = Observed { start, end, ..Observed::default() };
+    let mut observed = Observed { start, end, compactions, compacted, ..Observed::default() };
     for watcher in &watchers {
         observed.events.push(std::mem::take(&mut *watcher.events.lock().unwrap()));
         observed.reconnects += watcher.reconnects.load(Ordering::SeqCst);
@@ -188,13 +197,38 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<Extra, String> {
     Ok(Extra::Watch(observed))
 }
 
-/// Reads up to 200 revisions of the final history back and compares them with watcher 0.
+/// Through the faulted phase: every 2 to 4 s, compacts to the revision every watcher has
+/// received (when that moved on by 10 or more). The quiet phase's revisions stay, for the
+/// Range read-back. Returns the number of compactions and the last revision compacted.
+async fn compact_behind(ctx: Arc<Ctx>, watchers: Vec<Arc<Watcher>>) -> (u64, i64) {
+    let mut rng = StdRng::seed_from_u64(ctx.seed ^ 0x636f_6d70_6163_74);
+    let (mut compactions, mut compacted) = (0, 0);
+    while Instant::now() < ctx.faults_until && !ctx.stopped() {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(2000..4000))).await;
+        let received = watchers.iter().map(|w| w.next.load(Ordering::SeqCst) - 1).min().unwrap_or(0);
+        if received < compacted + 10 {
+            continue;
+        }
+        let endpoint = &ctx.endpoints[rng.gen_range(0..ctx.endpoints.len())];
+        let mut client = connect(endpoint).await;
+        // A failed compaction (a fault) is tried again next time; it is not what is checked.
+        if timed(client.compact(received, None)).await.is_ok() {
+            compactions += 1;
+            compacted = received;
+        }
+    }
+    (compactions, compacted)
+}
+
+/// Reads up to 200 revisions of the final history above the last compaction back and compares
+/// them with watcher 0.
 async fn check_ranges(ctx: &Ctx, observed: &mut Observed) {
     let by_revision: BTreeMap<i64, &WatchEvent> = observed.events[0].iter().map(|e| (e.revision, e)).collect();
-    let span = (observed.end - observed.start).max(0);
+    let first = observed.start.max(observed.compacted) + 1;
+    let span = (observed.end - first + 1).max(0);
     let step = (span / 200).max(1);
     let mut client = connect(&ctx.endpoints[0]).await;
-    let mut revision = observed.start + 1;
+    let mut revision = first;
     while revision <= observed.end {
         let options = GetOptions::new()
             .with_prefix()
@@ -226,12 +260,14 @@ pub fn check(ops: &[Operation], observed: &Observed) -> Vec<Verdict> {
         Verdict::ok(
             "watch",
             format!(
-                "{} watchers, {} events each over revisions {}..={}: ordered, unique, gap-free, agreeing, every acknowledged put seen ({} reconnects)",
+                "{} watchers, {} events each over revisions {}..={}: ordered, unique, gap-free, agreeing, every acknowledged put seen ({} reconnects, {} compactions up to {})",
                 report.watchers,
                 report.events / report.watchers.max(1),
                 observed.start + 1,
                 observed.end,
-                observed.reconnects
+                observed.reconnects,
+                observed.compactions,
+                observed.compacted
             ),
         )
     } else {
