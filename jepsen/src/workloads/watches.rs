@@ -201,7 +201,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<Extra, String> {
 /// received (when that moved on by 10 or more). The quiet phase's revisions stay, for the
 /// Range read-back. Returns the number of compactions and the last revision compacted.
 async fn compact_behind(ctx: Arc<Ctx>, watchers: Vec<Arc<Watcher>>) -> (u64, i64) {
-    let mut rng = StdRng::seed_from_u64(ctx.seed ^ 0x636f_6d70_6163_74);
+    let mut rng = StdRng::seed_from_u64(ctx.seed ^ 0x0063_6f6d_7061_6374);
     let (mut compactions, mut compacted) = (0, 0);
     while Instant::now() < ctx.faults_until && !ctx.stopped() {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(2000..4000))).await;
