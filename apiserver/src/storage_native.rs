@@ -66,7 +66,9 @@ impl NativeStorage {
         let at = if revision > 0 { revision } else { store.revision() };
         let request = RangeRequest { key: start, range_end: end, revision: at, limit, ..RangeRequest::default() };
         // RocksDB reads block: keep them off the async workers.
-        let response = tokio::task::spawn_blocking(move || store.range(&request))
+        // Paged: reading on past the limit to count the rest of the range (etcd's count, which
+        // the apiserver never uses) would make paging through N keys cost N²/page.
+        let response = tokio::task::spawn_blocking(move || store.range_page(&request))
             .await
             .map_err(|error| StorageError::Internal(error.to_string()))?
             .map_err(|error| store_error(error, at))?;

@@ -30,6 +30,25 @@ pub fn range_into(
     request: &RangeRequest,
     sink: &mut dyn FnMut(KeyValue) -> Result<()>,
 ) -> Result<RangeSummary> {
+    range_scan(view, request, Counting::WholeRange, sink)
+}
+
+/// Whether a range reads on past its limit to count every key (etcd's `count`), or stops once
+/// `more` is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    WholeRange,
+    /// `count` is then only the keys read. Paging through a large range with etcd's count
+    /// would read the rest of the range for every page.
+    UpToLimit,
+}
+
+pub fn range_scan(
+    view: &ReadView,
+    request: &RangeRequest,
+    counting: Counting,
+    sink: &mut dyn FnMut(KeyValue) -> Result<()>,
+) -> Result<RangeSummary> {
     let key_range = KeyRange::new(&request.key, &request.range_end);
     let limit = usize::try_from(request.limit).ok().filter(|limit| *limit > 0);
     let sort_order = effective_sort_order(request);
@@ -53,6 +72,9 @@ pub fn range_into(
         if sort_order == SortOrder::None {
             if limit.is_none_or(|limit| matched <= limit) {
                 sink(kv)?;
+            } else if counting == Counting::UpToLimit {
+                // This key is the one past the limit: `more` is known.
+                return Ok(Flow::Stop);
             }
             return Ok(Flow::Continue);
         }

@@ -186,6 +186,19 @@ impl Store {
         Ok(RangeResponse { kvs, more: summary.more, count: summary.count, revision: summary.revision })
     }
 
+    /// Like [`Store::range`], but an unsorted range with a limit stops reading once it knows
+    /// whether more keys follow, so `count` is only of the keys read: for paging through a large
+    /// range (the apiserver's LISTs), where etcd's count would read the rest of the range for
+    /// every page.
+    pub fn range_page(&self, request: &RangeRequest) -> Result<RangeResponse> {
+        let mut kvs = Vec::new();
+        let summary = self.range_counting(request, range::Counting::UpToLimit, &mut |kv| {
+            kvs.push(kv);
+            Ok(())
+        })?;
+        Ok(RangeResponse { kvs, more: summary.more, count: summary.count, revision: summary.revision })
+    }
+
     /// Like [`Store::range`], but hands each version of the reply to `sink` as it is produced,
     /// so a caller can encode a large reply without first holding it as `KeyValue`s. On an
     /// error the sink may have seen part of the reply, which the caller must discard.
@@ -194,14 +207,23 @@ impl Store {
         request: &RangeRequest,
         sink: &mut dyn FnMut(crate::KeyValue) -> Result<()>,
     ) -> Result<crate::RangeSummary> {
+        self.range_counting(request, range::Counting::WholeRange, sink)
+    }
+
+    fn range_counting(
+        &self,
+        request: &RangeRequest,
+        counting: range::Counting,
+        sink: &mut dyn FnMut(crate::KeyValue) -> Result<()>,
+    ) -> Result<crate::RangeSummary> {
         if request.key.is_empty() {
             return Err(Error::EmptyKey);
         }
         let current = self.revision();
         let at = if request.revision > 0 { request.revision } else { current };
         self.check_readable(at, current)?;
-        let mut summary =
-            range::range_into(&ReadView { reader: self.shared.engine.as_ref(), revision: at }, request, sink)?;
+        let view = ReadView { reader: self.shared.engine.as_ref(), revision: at };
+        let mut summary = range::range_scan(&view, request, counting, sink)?;
         // A compaction that passed `at` during the read may have removed versions it needed.
         self.check_readable(at, current)?;
         summary.revision = current;

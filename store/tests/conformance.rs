@@ -704,3 +704,28 @@ fn an_interrupted_install_is_cleared_at_open() {
     target.store().install_snapshot(&path).unwrap();
     assert_eq!(target.store().hash_kv(0).unwrap(), source.store().hash_kv(0).unwrap());
 }
+
+#[test]
+fn range_page_stops_at_its_limit_with_the_same_keys_and_more() {
+    each_engine(|h| {
+        for index in 0..10 {
+            h.must(put(&format!("page/{index}"), "v"));
+        }
+        let request = |limit: i64, revision: i64| RangeRequest {
+            key: "page/".into(),
+            range_end: "page0".into(),
+            limit,
+            revision,
+            ..RangeRequest::default()
+        };
+        for (limit, revision) in [(3, 0), (10, 0), (0, 0), (3, 5)] {
+            let whole = h.store().range(&request(limit, revision)).unwrap();
+            let page = h.store().range_page(&request(limit, revision)).unwrap();
+            assert_eq!(page.kvs, whole.kvs, "{:?}: limit {limit} at {revision}", h.kind);
+            assert_eq!(page.more, whole.more, "{:?}: limit {limit} at {revision}", h.kind);
+        }
+        let page = h.store().range_page(&request(3, 0)).unwrap();
+        assert_eq!(page.count, 4, "{:?}: it read only one key past the limit", h.kind);
+        assert_eq!(h.store().range(&request(3, 0)).unwrap().count, 10, "{:?}: range counts them all", h.kind);
+    });
+}
