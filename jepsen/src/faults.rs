@@ -146,17 +146,20 @@ pub struct Nemesis {
     summary: FaultSummary,
 }
 
+/// What the nemesis draws from, and how often.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub seed: u64,
+    pub kinds: Vec<FaultKind>,
+    /// Mean time between fault changes.
+    pub interval: Duration,
+    /// A network fault and a process fault may be in force together.
+    pub overlap: bool,
+}
+
 impl Nemesis {
-    pub fn new(
-        cluster: Arc<Mutex<Cluster>>,
-        net: Arc<Net>,
-        seed: u64,
-        kinds: Vec<FaultKind>,
-        interval: Duration,
-        overlap: bool,
-        clock: Clock,
-        log: File,
-    ) -> Nemesis {
+    pub fn new(cluster: Arc<Mutex<Cluster>>, net: Arc<Net>, schedule: Schedule, clock: Clock, log: File) -> Nemesis {
+        let Schedule { seed, kinds, interval, overlap } = schedule;
         // A stream of its own, so that the workload's draws do not shift the schedule.
         let rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
         Nemesis { cluster, net, rng, kinds, interval, overlap, clock, log, summary: FaultSummary::default() }

@@ -36,7 +36,7 @@ mod teardown;
 mod workloads;
 
 use cluster::{Cluster, Target};
-use faults::{FaultKind, Nemesis};
+use faults::{FaultKind, Nemesis, Schedule};
 use net::{Net, NetMode};
 use recorder::{Clock, Recorder};
 use report::{CheckStatus, Verdict};
@@ -264,16 +264,8 @@ async fn run(args: Args, teardown: Arc<Teardown>) -> Result<bool, String> {
     let workload = tokio::spawn(workloads::run(args.workload, ctx.clone()));
     let fault_log = std::fs::File::create(out.join("faults.jsonl")).map_err(|error| error.to_string())?;
     let interval = Duration::from_secs_f64(args.fault_interval.max(0.5));
-    let nemesis = Nemesis::new(
-        cluster.clone(),
-        net.clone(),
-        args.seed,
-        kinds.clone(),
-        interval,
-        args.overlap_faults,
-        clock,
-        fault_log,
-    );
+    let schedule = Schedule { seed: args.seed, kinds: kinds.clone(), interval, overlap: args.overlap_faults };
+    let nemesis = Nemesis::new(cluster.clone(), net.clone(), schedule, clock, fault_log);
     let fault_summary = nemesis.run(ctx.faults_until).await;
 
     let mut verdicts = Vec::new();
