@@ -162,6 +162,14 @@ async fn a_consistent_list_sees_every_write_made_before_it() {
         let list_revision: i64 = list.metadata.resource_version.unwrap().parse().unwrap();
         assert!(list_revision >= etcd.revision() - 1, "the LIST is at etcd's revision");
     }
+    // A LIST not older than a revision at which only another resource changed: the configmaps
+    // feed never reports reaching it, so the apiserver reads etcd rather than timing out.
+    etcd.ctl(&["put", "/registry/secrets/default/elsewhere", r#"{"apiVersion":"v1","kind":"Secret"}"#]);
+    let wanted = etcd.revision();
+    let list = api.list(&ListParams::default().at(&wanted.to_string())).await.unwrap();
+    let list_revision: i64 = list.metadata.resource_version.clone().unwrap().parse().unwrap();
+    assert!(list_revision >= wanted, "a NotOlderThan LIST at {wanted} answered at {list_revision}");
+    assert_eq!(names(&list).len(), 40);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,4 +288,31 @@ async fn the_controllers_run_over_etcd() {
         assert!(Instant::now() < deadline, "the namespace was never finalized:\n{}", server.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_list_starts_with_what_etcd_holds() {
+    let etcd = Etcd::start();
+    let server = start_over(&etcd);
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
+    api.create(&PostParams::default(), &config_map("through-api")).await.unwrap();
+    let value = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"behind","namespace":"default"}}"#;
+    etcd.ctl(&["put", "/registry/configmaps/default/behind", value]);
+    // sendInitialEvents with resourceVersion unset: a consistent read of the initial state.
+    let mut stream = api.watch(&WatchParams::streaming_lists(), "").await.unwrap().boxed();
+    let mut added = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, stream.next()).await.expect("an event").unwrap().unwrap() {
+            WatchEvent::Added(cm) => added.push(cm.metadata.name.unwrap()),
+            WatchEvent::Bookmark(bookmark) => {
+                assert!(bookmark.metadata.annotations.contains_key("k8s.io/initial-events-end"));
+                let revision: i64 = bookmark.metadata.resource_version.parse().unwrap();
+                assert!(revision >= etcd.revision(), "the initial state is at etcd's revision");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    added.sort();
+    assert_eq!(added, ["behind", "through-api"]);
 }
