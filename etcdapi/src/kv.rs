@@ -10,6 +10,7 @@ use etcd_client::proto::{
 use store::{Command, Response};
 use tonic::{Request, Status};
 
+use crate::range_reply::{EncodedRangeResponse, RangeReplyWriter};
 use crate::{convert, status, Context};
 
 #[derive(Debug)]
@@ -37,6 +38,48 @@ impl KvService {
     }
 }
 
+impl KvService {
+    /// A Range, its reply encoded as the store's scan hands over each version, so a large reply
+    /// is held once, as its encoding (etcd's reply, byte for byte, as prost would encode it).
+    pub async fn range_encoded(&self, request: Request<PbRangeRequest>) -> Result<EncodedRangeResponse, Status> {
+        let caller = self.context.caller(request.metadata())?;
+        let request = request.into_inner();
+        let serializable = request.serializable;
+        let range = convert::range_request(request)?;
+        if !serializable {
+            self.context.member.read_barrier().await.map_err(status::from_member)?;
+        }
+        caller.check_read(&self.context.auth(), &range.key, &range.range_end)?;
+        let mut writer = RangeReplyWriter::new();
+        let summary = self
+            .context
+            .member
+            .store()
+            .range_into(&range, &mut |kv| {
+                writer.push(&kv);
+                Ok(())
+            })
+            .map_err(status::from_store)?;
+        let header = self.context.header(summary.revision);
+        let reply = writer.finish(header, summary.more, summary.count);
+        check_send_size(reply.len())?;
+        Ok(reply)
+    }
+}
+
+/// etcd's server sends messages of at most `math.MaxInt32` bytes, and refuses a larger reply
+/// with grpc-go's error.
+const MAX_SEND_BYTES: usize = i32::MAX as usize;
+
+fn check_send_size(len: usize) -> Result<(), Status> {
+    if len > MAX_SEND_BYTES {
+        return Err(Status::resource_exhausted(format!(
+            "grpc: trying to send message larger than max ({len} vs. {MAX_SEND_BYTES})"
+        )));
+    }
+    Ok(())
+}
+
 type RangeStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<PbRangeStreamResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -48,18 +91,11 @@ impl PbKvService for KvService {
         Err(Status::unimplemented("keel: KV.RangeStream is not part of etcd 3.5's API"))
     }
 
+    /// Served by [`KvRoutes`](crate::kv_routes::KvRoutes) through `range_encoded`; this is the
+    /// same reply as a message, for the generated server's route it never reaches.
     async fn range(&self, request: Request<PbRangeRequest>) -> Result<tonic::Response<PbRangeResponse>, Status> {
-        let caller = self.context.caller(request.metadata())?;
-        let request = request.into_inner();
-        let serializable = request.serializable;
-        let range = convert::range_request(request)?;
-        if !serializable {
-            self.context.member.read_barrier().await.map_err(status::from_member)?;
-        }
-        caller.check_read(&self.context.auth(), &range.key, &range.range_end)?;
-        let response = self.context.member.store().range(&range).map_err(status::from_store)?;
-        let header = self.context.header(response.revision);
-        Ok(tonic::Response::new(convert::range_response(response, header)))
+        let reply = self.range_encoded(request).await?;
+        reply.decode().map(tonic::Response::new).map_err(|error| Status::internal(error.to_string()))
     }
 
     async fn put(&self, request: Request<PbPutRequest>) -> Result<tonic::Response<PbPutResponse>, Status> {
@@ -112,5 +148,18 @@ impl PbKvService for KvService {
         let (metadata, _, request) = request.into_parts();
         let response = self.write(&metadata, Command::Compact { revision: request.revision }).await?;
         Ok(tonic::Response::new(PbCompactionResponse { header: self.context.header(response.revision()) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_up_to_etcds_send_limit_go_and_larger_ones_are_refused_as_grpc_go_refuses_them() {
+        assert!(check_send_size(i32::MAX as usize).is_ok());
+        let refused = check_send_size(i32::MAX as usize + 1).expect_err("over the limit");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(refused.message(), "grpc: trying to send message larger than max (2147483648 vs. 2147483647)");
     }
 }

@@ -17,10 +17,12 @@ mod convert;
 mod election;
 mod http_endpoints;
 mod kv;
+mod kv_routes;
 mod lease;
 mod lock;
 mod maintenance;
 mod protos;
+mod range_reply;
 mod snapshot_stream;
 mod status;
 mod token;
@@ -29,9 +31,7 @@ mod watch_service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use etcd_client::proto::{
-    PbClusterServer, PbKvServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer,
-};
+use etcd_client::proto::{PbClusterServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer};
 use raft::Member;
 use watch::WatchHub;
 
@@ -111,7 +111,7 @@ pub async fn serve(
     let router = tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(tonic::service::Routes::from(http_endpoints::router(context.clone())))
-        .add_service(PbKvServer::new(KvService::new(context.clone())).max_decoding_message_size(limit))
+        .add_service(kv_routes::KvRoutes::new(KvService::new(context.clone()), limit))
         .add_service(
             PbMaintenanceServer::new(MaintenanceService::new(context.clone())).max_decoding_message_size(limit),
         )
