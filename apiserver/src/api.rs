@@ -27,18 +27,34 @@ pub async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Res
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(method = %parts.method, path, %error, "request failed");
-            error.into_response()
+            error_response(error, &parts.headers, &params)
         }
     }
 }
 
-fn not_found() -> Response {
+/// An error's Status, in protobuf when the client negotiated it (kube-apiserver answers errors in
+/// the negotiated format too), else in JSON: a client whose Accept header nothing satisfies gets
+/// its 406 in JSON.
+fn error_response(error: Error, headers: &HeaderMap, params: &Params) -> Response {
+    match http::negotiate(headers, params) {
+        Ok(Output::Protobuf) => {
+            if error.code().is_server_error() {
+                tracing::warn!(%error, "request failed");
+            }
+            http::protobuf_response(error.code(), &error.status())
+        }
+        _ => error.into_response(),
+    }
+}
+
+fn not_found(headers: &HeaderMap) -> Response {
     let status = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": "the server could not find the requested resource", "reason": "NotFound",
         "details": {}, "code": 404,
     });
-    http::json_response(StatusCode::NOT_FOUND, &status)
+    let output = http::negotiate(headers, &Params::default()).unwrap_or(Output::Json);
+    http::response_as(output, StatusCode::NOT_FOUND, &status)
 }
 
 fn ok(value: Value) -> Result<Response> {
@@ -75,9 +91,9 @@ async fn serve(
             }
             ok(discovery::groups())
         }
-        Route::Group(group) => discovery::group(&group).map_or_else(|| Ok(not_found()), ok),
+        Route::Group(group) => discovery::group(&group).map_or_else(|| Ok(not_found(headers)), ok),
         Route::Resources { group, version } => {
-            discovery::resources(&group, version.as_str()).map_or_else(|| Ok(not_found()), ok)
+            discovery::resources(&group, version.as_str()).map_or_else(|| Ok(not_found(headers)), ok)
         }
         Route::Version => ok(discovery::version()),
         Route::Health(_) => Ok((StatusCode::OK, "ok").into_response()),
@@ -87,20 +103,20 @@ async fn serve(
         }
         Route::OpenApiV3 { group, version } => {
             read_only()?;
-            openapi::serve_document(&group, &version, headers, params).unwrap_or_else(|| Ok(not_found()))
+            openapi::serve_document(&group, &version, headers, params).unwrap_or_else(|| Ok(not_found(headers)))
         }
         Route::OpenApiV2 => {
             read_only()?;
             openapi_v2::serve(headers)
         }
-        Route::UnknownResource(_) | Route::NotFound => Ok(not_found()),
+        Route::UnknownResource(_) | Route::NotFound => Ok(not_found(headers)),
         Route::Resource(resource) => serve_resource(state, method, &resource, headers, params, body).await,
     }
 }
 
 fn written(written: Written, info: &crate::registry::ResourceInfo, output: Output) -> Response {
     let mut response = if written.body["kind"] == "Status" {
-        http::json_response(written.code, &written.body)
+        http::response_as(output, written.code, &written.body)
     } else {
         list::render_object(info, written.body, output, written.code)
     };
@@ -142,7 +158,7 @@ async fn serve_resource(
             }
             Method::DELETE => {
                 let options = DeleteOptions::parse(&http::read_json(headers, body).await?, params)?;
-                delete_collection(state, info, namespace, params, &options).await
+                delete_collection(state, info, namespace, params, &options, output).await
             }
             _ => Err(Error::MethodNotAllowed(format!("{method} is not supported on a collection"))),
         };
@@ -161,7 +177,7 @@ async fn serve_resource(
         Some("binding") if info.kind == "Pod" && info.group.is_empty() => {
             return binding::serve(state, method, resource, headers, params, body).await
         }
-        Some(_) => return Ok(not_found()),
+        Some(_) => return Ok(not_found(headers)),
     }
     let part = match subresource {
         Some("status") => Part::Status,
@@ -210,8 +226,10 @@ async fn serve_scale(
 ) -> Result<Response> {
     let info = resource.info;
     let namespace = resource.namespace.as_deref();
+    let output = http::negotiate(headers, params)?;
+    let answer = |scale: Value| Ok(http::response_as(output, StatusCode::OK, &scale));
     let scaled = match *method {
-        Method::GET => return ok(scale::to_scale(&list::get(state, info, namespace, name, params).await?)),
+        Method::GET => return answer(scale::to_scale(&list::get(state, info, namespace, name, params).await?)),
         Method::PUT => {
             let wanted = http::read_object(headers, body).await?;
             let options = WriteOptions::from_request(params, headers, method)?;
@@ -230,7 +248,7 @@ async fn serve_scale(
         }
         _ => return Err(Error::MethodNotAllowed(format!("{method} is not supported on {}/scale", info.plural))),
     };
-    ok(scale::to_scale(&scaled.body))
+    answer(scale::to_scale(&scaled.body))
 }
 
 /// DELETE on a collection: deletes what the selectors select, one object at a time, each with
@@ -241,6 +259,7 @@ async fn delete_collection(
     namespace: Option<&str>,
     params: &Params,
     options: &DeleteOptions,
+    output: Output,
 ) -> Result<Response> {
     let page = list::page(state, info, namespace, params).await?;
     let mut deleted = Vec::new();
@@ -254,10 +273,11 @@ async fn delete_collection(
             Err(error) => return Err(error),
         }
     }
-    ok(json!({
+    let list = json!({
         "kind": format!("{}List", info.kind),
         "apiVersion": info.api_version(),
         "metadata": { "resourceVersion": page.revision.to_string() },
         "items": deleted,
-    }))
+    });
+    Ok(http::response_as(output, StatusCode::OK, &list))
 }

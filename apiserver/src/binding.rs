@@ -175,7 +175,8 @@ pub async fn serve(
         }
     }
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
-    Ok(http::json_response(StatusCode::CREATED, &status))
+    let output = http::negotiate(headers, params).unwrap_or(http::Output::Json);
+    Ok(http::response_as(output, StatusCode::CREATED, &status))
 }
 
 #[cfg(test)]

@@ -12,6 +12,32 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::protobuf;
 
+/// An object (apiVersion and kind set) as the client negotiated it: protobuf for
+/// [`Output::Protobuf`], JSON otherwise (a Table's caller has made the Table already).
+pub fn response_as(output: Output, code: StatusCode, value: &Value) -> Response {
+    match output {
+        Output::Protobuf => protobuf_response(code, value),
+        Output::Json | Output::Table(_) => json_response(code, value),
+    }
+}
+
+/// An object as a Kubernetes protobuf body. One the schema cannot carry is a server error (in
+/// JSON: it cannot be protobuf either).
+pub fn protobuf_response(code: StatusCode, value: &Value) -> Response {
+    match protobuf::encode(value) {
+        Ok(body) => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = code;
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(protobuf::MEDIA_TYPE));
+            response
+        }
+        Err(error) => {
+            tracing::warn!(%error, "a response could not be encoded as protobuf");
+            json_response(error.code(), &error.status())
+        }
+    }
+}
+
 /// The largest request body accepted (kube-apiserver's limit is 3 MiB too).
 pub const BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
 
@@ -152,45 +178,107 @@ pub enum IncludeObject {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Json,
+    /// Kubernetes protobuf (`protobuf.rs`); Tables stay JSON, as kube-apiserver's do.
+    Protobuf,
     Table(IncludeObject),
 }
 
-/// Reads the Accept header: a `Table` from meta.k8s.io (v1 or v1beta1) if offered, else JSON.
+/// The media types keel answers in, in kube-apiserver's order of preference (JSON first, so `*/*`
+/// is JSON).
+const SERVED_MEDIA_TYPES: [(&str, &str); 2] = [("application", "json"), ("application", "vnd.kubernetes.protobuf")];
+
+/// One media range of an Accept header.
+#[derive(Debug)]
+struct AcceptClause<'a> {
+    media_type: String,
+    subtype: String,
+    quality: f32,
+    parameters: HashMap<&'a str, &'a str>,
+}
+
+/// The clauses of an Accept header, most preferred first: by quality, then specific types before
+/// wildcards, in the header's order otherwise (goautoneg's `ParseAccept`, which kube-apiserver
+/// uses). A clause without a `type/subtype` is skipped.
+fn parse_accept(accept: &str) -> Vec<AcceptClause<'_>> {
+    let mut clauses = Vec::new();
+    for entry in accept.split(',') {
+        let mut parts = entry.split(';');
+        let range = parts.next().unwrap_or("").trim();
+        let (media_type, subtype) = match range.split_once('/') {
+            Some((media_type, subtype)) if !subtype.contains('/') => (media_type.trim(), subtype.trim()),
+            None if range == "*" => ("*", "*"),
+            _ => continue,
+        };
+        let mut clause = AcceptClause {
+            media_type: media_type.to_ascii_lowercase(),
+            subtype: subtype.to_ascii_lowercase(),
+            quality: 1.0,
+            parameters: HashMap::new(),
+        };
+        for parameter in parts {
+            let Some((key, value)) = parameter.split_once('=') else { continue };
+            if key.trim() == "q" {
+                clause.quality = value.trim().parse().unwrap_or(0.0);
+            } else {
+                clause.parameters.insert(key.trim(), value.trim());
+            }
+        }
+        clauses.push(clause);
+    }
+    clauses.sort_by(|a, b| {
+        b.quality
+            .total_cmp(&a.quality)
+            .then((a.media_type == "*").cmp(&(b.media_type == "*")))
+            .then((a.subtype == "*").cmp(&(b.subtype == "*")))
+    });
+    clauses
+}
+
+/// Reads the Accept header as kube-apiserver's negotiation does: the first clause, in preference
+/// order, that a served media type matches and whose parameters can be served wins. `as=Table`
+/// (meta.k8s.io v1 or v1beta1) is served in JSON only; a protobuf Table clause is passed over, as
+/// is any other `as=` conversion (keel serves no PartialObjectMetadata) and a `stream=` other
+/// than `watch`. No header is JSON; nothing acceptable is 406.
 pub fn negotiate(headers: &HeaderMap, params: &Params) -> Result<Output> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()) else {
         return Ok(Output::Json);
     };
-    let mut json_acceptable = false;
-    for entry in accept.split(',') {
-        let mut parts = entry.split(';').map(str::trim);
-        let media_type = parts.next().unwrap_or("");
-        let parameters: HashMap<&str, &str> = parts.filter_map(|part| part.split_once('=')).collect();
-        if !matches!(media_type, "application/json" | "*/*" | "application/*" | "") {
-            continue;
-        }
-        match parameters.get("as").copied() {
-            None => json_acceptable = true,
-            Some("Table")
-                if parameters.get("g").copied() == Some("meta.k8s.io")
-                    && matches!(parameters.get("v").copied(), Some("v1" | "v1beta1")) =>
-            {
-                let include = match params.get("includeObject") {
-                    Some("None") => IncludeObject::None,
-                    Some("Object") => IncludeObject::Object,
-                    _ => IncludeObject::Metadata,
-                };
-                return Ok(Output::Table(include));
+    if accept.trim().is_empty() {
+        return Ok(Output::Json);
+    }
+    for clause in parse_accept(accept) {
+        for (media_type, subtype) in SERVED_MEDIA_TYPES {
+            let matches = (clause.media_type == media_type && (clause.subtype == subtype || clause.subtype == "*"))
+                || (clause.media_type == "*" && clause.subtype == "*");
+            if !matches {
+                continue;
             }
-            Some(_) => {}
+            if clause.parameters.get("stream").is_some_and(|stream| !stream.is_empty() && *stream != "watch") {
+                continue;
+            }
+            let json = subtype == "json";
+            match clause.parameters.get("as").copied() {
+                None => return Ok(if json { Output::Json } else { Output::Protobuf }),
+                Some("Table")
+                    if json
+                        && clause.parameters.get("g").copied() == Some("meta.k8s.io")
+                        && matches!(clause.parameters.get("v").copied(), Some("v1" | "v1beta1")) =>
+                {
+                    let include = match params.get("includeObject") {
+                        Some("None") => IncludeObject::None,
+                        Some("Object") => IncludeObject::Object,
+                        _ => IncludeObject::Metadata,
+                    };
+                    return Ok(Output::Table(include));
+                }
+                Some(_) => {}
+            }
         }
     }
-    if json_acceptable {
-        Ok(Output::Json)
-    } else {
-        Err(Error::NotAcceptable(format!(
-            "only the following media types are accepted: application/json (asked for {accept})"
-        )))
-    }
+    Err(Error::NotAcceptable(format!(
+        "only the following media types are accepted: application/json, {} (asked for {accept})",
+        protobuf::MEDIA_TYPE
+    )))
 }
 
 #[cfg(test)]
@@ -218,16 +306,37 @@ mod tests {
             ),
         );
         assert_eq!(negotiate(&headers, &params).unwrap(), Output::Table(IncludeObject::Metadata));
-        // client-go's typed clients list JSON after protobuf, for objects and for watches; keel
-        // answers JSON, and refuses a client that takes protobuf only.
-        for accept in [
-            "application/vnd.kubernetes.protobuf,application/json",
-            "application/vnd.kubernetes.protobuf;stream=watch,application/json",
-        ] {
+        // client-go's typed clients list JSON after protobuf, for objects and for watches.
+        let check = |accept: &'static str, expected: Option<Output>| {
+            let mut headers = HeaderMap::new();
             headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
-            assert_eq!(negotiate(&headers, &params).unwrap(), Output::Json, "{accept}");
-        }
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/vnd.kubernetes.protobuf"));
-        assert!(matches!(negotiate(&headers, &params), Err(Error::NotAcceptable(_))));
+            let found = negotiate(&headers, &params);
+            match expected {
+                Some(output) => assert_eq!(found.unwrap(), output, "{accept}"),
+                None => assert!(matches!(found, Err(Error::NotAcceptable(_))), "{accept}: {found:?}"),
+            }
+        };
+        check("application/vnd.kubernetes.protobuf,application/json", Some(Output::Protobuf));
+        check("application/vnd.kubernetes.protobuf;stream=watch,application/json", Some(Output::Protobuf));
+        check("application/vnd.kubernetes.protobuf", Some(Output::Protobuf));
+        check("application/json,application/vnd.kubernetes.protobuf", Some(Output::Json));
+        // Quality values reorder; wildcards come after specific types of the same quality.
+        check("application/json;q=0.5,application/vnd.kubernetes.protobuf", Some(Output::Protobuf));
+        check("application/vnd.kubernetes.protobuf;q=0.9,application/json", Some(Output::Json));
+        check("*/*,application/vnd.kubernetes.protobuf", Some(Output::Protobuf));
+        check("*/*", Some(Output::Json));
+        check("application/*", Some(Output::Json));
+        check("*", Some(Output::Json));
+        // A Table is JSON only: the protobuf Table clause is passed over.
+        check("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json", Some(Output::Json));
+        check("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io", None);
+        check(
+            "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io",
+            Some(Output::Table(IncludeObject::Metadata)),
+        );
+        check("application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;v=v1;g=meta.k8s.io", None);
+        check("application/vnd.kubernetes.protobuf;stream=other", None);
+        check("application/yaml", None);
+        check("text/html", None);
     }
 }

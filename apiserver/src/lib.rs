@@ -41,6 +41,7 @@ mod openapi_v2;
 mod patch;
 mod patch_strategy;
 mod protobuf;
+mod protobuf_from_json;
 mod protobuf_json;
 mod protobuf_messages;
 mod protobuf_schema;
@@ -68,6 +69,8 @@ mod writer;
 pub use error::{Error, Result};
 pub use kubernetes_service::ReconcileGate;
 pub use node_ports::PortRange;
+/// Kubernetes protobuf bodies as JSON and back, for tests that read protobuf answers.
+pub use protobuf::{decode as protobuf_to_json, encode as json_to_protobuf};
 pub use server::{Server, ServerConfig};
 pub use service_allocation::ServiceNetwork;
 pub use service_ip::ServiceCidr;

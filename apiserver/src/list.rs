@@ -206,7 +206,7 @@ fn list_metadata(info: &ResourceInfo, page: &Page) -> Value {
     metadata
 }
 
-/// The LIST answer: the cached encodings concatenated, or a Table.
+/// The LIST answer: the cached encodings concatenated, a protobuf list, or a Table.
 pub async fn list(
     state: &ApiState,
     info: &ResourceInfo,
@@ -219,6 +219,13 @@ pub async fn list(
     if let Output::Table(include) = output {
         let objects: Vec<Value> = page.items.iter().map(|item| item.value()).collect();
         return Ok(http::json_response(StatusCode::OK, &table::table(info, &objects, metadata, include)));
+    }
+    if output == Output::Protobuf {
+        let items: Vec<Value> = page.items.iter().map(|item| item.value()).collect();
+        let list = json!({
+            "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata, "items": items,
+        });
+        return Ok(http::protobuf_response(StatusCode::OK, &list));
     }
     let head = json!({ "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata });
     let head = serde_json::to_string(&head).expect("a JSON value encodes");
@@ -258,10 +265,11 @@ pub async fn get(
     writer::decode(&current.value, current.mod_revision)
 }
 
-/// One object as JSON or as a one-row Table.
+/// One object as JSON, protobuf or a one-row Table.
 pub fn render_object(info: &ResourceInfo, object: Value, output: Output, code: StatusCode) -> Response {
     match output {
         Output::Json => http::json_response(code, &object),
+        Output::Protobuf => http::protobuf_response(code, &object),
         Output::Table(include) => {
             let metadata = json!({ "resourceVersion": crate::object::resource_version(&object) });
             http::json_response(code, &table::table(info, &[object], metadata, include))

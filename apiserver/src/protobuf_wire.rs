@@ -1,6 +1,6 @@
-//! The protobuf wire format, read: keys, varints, fixed-width numbers and length-delimited
-//! bytes. Every read checks its bounds, so a truncated or malformed body is an error, never a
-//! panic.
+//! The protobuf wire format: keys, varints, fixed-width numbers and length-delimited bytes. Every
+//! read checks its bounds, so a truncated or malformed body is an error, never a panic; writes
+//! append to a `Vec<u8>`, as go-to-protobuf's marshalers lay them out.
 
 use crate::error::{Error, Result};
 
@@ -90,9 +90,59 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Appends a varint.
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends a field's key.
+pub fn put_key(out: &mut Vec<u8>, number: u32, wire_type: WireType) {
+    let code = match wire_type {
+        WireType::Varint => 0,
+        WireType::Fixed64 => 1,
+        WireType::LengthDelimited => 2,
+        WireType::Fixed32 => 5,
+    };
+    put_varint(out, (u64::from(number) << 3) | code);
+}
+
+/// Appends a varint field.
+pub fn put_varint_field(out: &mut Vec<u8>, number: u32, value: u64) {
+    put_key(out, number, WireType::Varint);
+    put_varint(out, value);
+}
+
+/// Appends a length-delimited field: a string, bytes or a nested message.
+pub fn put_bytes_field(out: &mut Vec<u8>, number: u32, bytes: &[u8]) {
+    put_key(out, number, WireType::LengthDelimited);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_read_back() {
+        let mut out = Vec::new();
+        put_varint_field(&mut out, 1, 150);
+        put_varint_field(&mut out, 2, -1i64 as u64);
+        put_bytes_field(&mut out, 300, b"abc");
+        assert_eq!(&out[..3], &[0x08, 0x96, 0x01], "the protobuf documentation's example");
+        let mut reader = Reader::new(&out);
+        assert_eq!((reader.key().unwrap(), reader.varint().unwrap()), ((1, WireType::Varint), 150));
+        assert_eq!((reader.key().unwrap(), reader.varint().unwrap() as i64), ((2, WireType::Varint), -1));
+        assert_eq!(
+            (reader.key().unwrap(), reader.length_delimited().unwrap()),
+            ((300, WireType::LengthDelimited), &b"abc"[..])
+        );
+        assert!(reader.is_done());
+    }
 
     #[test]
     fn varints_and_keys() {

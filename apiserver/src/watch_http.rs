@@ -6,6 +6,9 @@
 //! cache's history gets an in-stream ERROR event with a 410 Status, as kube-apiserver sends.
 //! Bookmarks (allowWatchBookmarks) carry the cache's revision, which advances with every
 //! applied revision, so idle watchers advance too.
+//!
+//! A client that negotiated protobuf gets the same events as length-prefixed protobuf frames
+//! (`protobuf::watch_frame`), with Content-Type `application/vnd.kubernetes.protobuf;stream=watch`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use crate::http::{Output, Params};
 use crate::registry::ResourceInfo;
 use crate::selector::ObjectFilter;
 use crate::state::{storage_error, ApiState};
-use crate::{keys, list, table};
+use crate::{keys, list, protobuf, table};
 
 /// Events read from the cache history per round.
 const EVENTS_PER_ROUND: usize = 256;
@@ -124,7 +127,8 @@ pub async fn watch(
     });
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = StatusCode::OK;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let content_type = if output == Output::Protobuf { protobuf::WATCH_MEDIA_TYPE } else { "application/json" };
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(response)
 }
 
@@ -171,7 +175,7 @@ async fn run(
         loop {
             match cache.events_after(position, EVENTS_PER_ROUND) {
                 Err(TooOld { oldest }) => {
-                    let _ = sender.send(too_old_line(position, oldest)).await;
+                    let _ = sender.send(too_old_line(&plan, position, oldest)).await;
                     return;
                 }
                 Ok((events, through)) => {
@@ -225,20 +229,23 @@ fn convert(plan: &WatchPlan, event: &CacheEvent) -> Option<Bytes> {
 }
 
 fn event_line(plan: &WatchPlan, kind: EventType, object: &CachedObject) -> Bytes {
-    let mut line = BytesMut::with_capacity(object.json.len() + 32);
-    line.put_slice(b"{\"type\":\"");
-    line.put_slice(kind.as_str().as_bytes());
-    line.put_slice(b"\",\"object\":");
     match plan.output {
-        Output::Json => line.put_slice(&object.json),
+        Output::Json => {
+            let mut line = BytesMut::with_capacity(object.json.len() + 32);
+            line.put_slice(b"{\"type\":\"");
+            line.put_slice(kind.as_str().as_bytes());
+            line.put_slice(b"\",\"object\":");
+            line.put_slice(&object.json);
+            line.put_slice(b"}\n");
+            line.freeze()
+        }
+        Output::Protobuf => line(plan, kind.as_str(), &object.value()),
         Output::Table(include) => {
             let metadata = json!({ "resourceVersion": object.revision.to_string() });
             let table = table::table(plan.info, &[object.value()], metadata, include);
-            line.put_slice(&serde_json::to_vec(&table).expect("a JSON value encodes"));
+            line(plan, kind.as_str(), &table)
         }
     }
-    line.put_slice(b"}\n");
-    line.freeze()
 }
 
 fn bookmark_line(plan: &WatchPlan, revision: i64, initial_events_end: bool) -> Bytes {
@@ -247,15 +254,27 @@ fn bookmark_line(plan: &WatchPlan, revision: i64, initial_events_end: bool) -> B
         metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
     }
     let object = json!({ "kind": plan.info.kind, "apiVersion": plan.info.api_version(), "metadata": metadata });
-    line("BOOKMARK", &object)
+    line(plan, "BOOKMARK", &object)
 }
 
-fn too_old_line(position: i64, oldest: i64) -> Bytes {
+fn too_old_line(plan: &WatchPlan, position: i64, oldest: i64) -> Bytes {
     let error = Error::Expired(format!("too old resource version: {position} ({oldest})"));
-    line("ERROR", &error.status())
+    line(plan, "ERROR", &error.status())
 }
 
-fn line(kind: &str, object: &Value) -> Bytes {
+/// One event in the watch's format: a JSON line, or a protobuf frame. An object the protobuf
+/// schema cannot carry becomes an ERROR event with the Status of why.
+fn line(plan: &WatchPlan, kind: &str, object: &Value) -> Bytes {
+    if plan.output == Output::Protobuf {
+        return match protobuf::encode(object) {
+            Ok(encoded) => protobuf::watch_frame(kind, &encoded),
+            Err(error) => {
+                tracing::warn!(%error, "a watch event could not be encoded as protobuf");
+                let status = protobuf::encode(&error.status()).expect("a Status encodes");
+                protobuf::watch_frame("ERROR", &status)
+            }
+        };
+    }
     let mut text = serde_json::to_vec(&json!({ "type": kind, "object": object })).expect("a JSON value encodes");
     text.push(b'\n');
     Bytes::from(text)
