@@ -313,6 +313,8 @@ impl Nemesis {
                 .files
                 .iter()
                 .map(|(path, lost)| format!("{} -{}/+{} B", path.display(), lost.bytes_restored, lost.bytes_cut))
+                // Directory entries not fsynced, undone: `path: create lost`, `path: rename to X lost`.
+                .chain(loss.entries.iter().map(|undone| format!("{}: {} lost", undone.path.display(), undone.what)))
                 .collect();
             details.push(format!("{} [{}]", self.name(victim), files.join(", ")));
         }

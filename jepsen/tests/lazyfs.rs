@@ -1,13 +1,15 @@
 //! The power-loss filesystem, mounted for real: what survives `lose_unsynced` is exactly what an
-//! fsync made durable. Each test mounts its own LazyFS in a temporary directory; every test skips
+//! fsync made durable: a file's data by an fsync of the file, a directory's entries by an fsync
+//! of the directory. Each test mounts its own LazyFS in a temporary directory; every test skips
 //! (saying why) only when this machine cannot mount FUSE (no /dev/fuse, or no right to mount).
+//! The data tests mount with metadata eager (entries never lost), the entry tests without.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use jepsen::lazyfs::{Error, LazyFs, Lost};
+use jepsen::lazyfs::{Error, LazyFs, Lost, MetadataModel, Undone};
 
 struct Mount {
     fs: LazyFs,
@@ -26,12 +28,22 @@ impl Mount {
     }
 }
 
-/// A fresh LazyFS, or None (with a note on stderr) where FUSE cannot be mounted.
+/// A fresh LazyFS whose directory entries are never lost, or None (with a note on stderr) where
+/// FUSE cannot be mounted.
 fn mount(test: &str) -> Option<Mount> {
+    mount_with(test, MetadataModel::eager())
+}
+
+/// A fresh LazyFS on which a loss undoes every directory entry not fsynced (no commit window).
+fn mount_lazy(test: &str) -> Option<Mount> {
+    mount_with(test, MetadataModel::lazy(None))
+}
+
+fn mount_with(test: &str, model: MetadataModel) -> Option<Mount> {
     let dir = tempfile::tempdir().expect("temp dir");
     let backing = dir.path().join("backing");
     let root = dir.path().join("mnt");
-    match LazyFs::mount(&backing, &root) {
+    match LazyFs::mount_with(&backing, &root, model) {
         Ok(fs) => Some(Mount { fs, root, backing, _dir: dir }),
         Err(Error::Unavailable(why)) => {
             eprintln!("skipping {test}: {why}");
@@ -49,6 +61,30 @@ fn write_at(path: &Path, offset: u64, bytes: &[u8]) -> File {
 
 fn contents(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
+}
+
+/// fsync of a directory (FUSE's fsyncdir), as RocksDB and etcd do after creating or renaming.
+fn sync_dir(path: &Path) {
+    File::open(path).unwrap().sync_all().unwrap();
+}
+
+/// A file with `bytes`, its data and its name durable.
+fn durable_file(path: &Path, bytes: &[u8]) {
+    let mut file = File::create(path).unwrap();
+    file.write_all(bytes).unwrap();
+    file.sync_all().unwrap();
+    sync_dir(path.parent().unwrap());
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    names
+}
+
+fn undone(path: &str, what: &str) -> Undone {
+    Undone { path: PathBuf::from(path), what: what.to_string() }
 }
 
 #[test]
@@ -118,8 +154,8 @@ fn a_truncation_is_data_and_is_undone_unless_synced() {
 }
 
 #[test]
-fn metadata_is_eager_so_an_unsynced_new_file_survives_empty() {
-    let Some(m) = mount("metadata_is_eager_so_an_unsynced_new_file_survives_empty") else { return };
+fn with_eager_metadata_an_unsynced_new_file_survives_empty() {
+    let Some(m) = mount("with_eager_metadata_an_unsynced_new_file_survives_empty") else { return };
     std::fs::create_dir(m.path("dir")).unwrap();
     std::fs::write(m.path("dir/never-synced"), b"gone").unwrap();
     // The RocksDB/etcd pattern: write a temp file, sync it, rename it over the real name.
@@ -292,4 +328,173 @@ fn directory_operations_pass_through() {
         std::fs::write(m.path(&format!("file-{index:04}")), b"").unwrap();
     }
     assert_eq!(std::fs::read_dir(&m.root).unwrap().count(), 500);
+}
+
+#[test]
+fn a_created_file_is_gone_after_a_loss_unless_its_directory_was_fsynced() {
+    let Some(m) = mount_lazy("a_created_file_is_gone_after_a_loss_unless_its_directory_was_fsynced") else { return };
+    std::fs::create_dir(m.path("dir")).unwrap();
+    sync_dir(&m.root);
+    // Data synced, name not: an fsync of the file does not make its directory entry durable.
+    let mut unnamed = File::create(m.path("dir/unnamed")).unwrap();
+    unnamed.write_all(b"synced data").unwrap();
+    unnamed.sync_all().unwrap();
+    drop(unnamed);
+    durable_file(&m.path("dir/named"), b"named");
+    std::fs::write(m.path("dir/late"), b"unsynced").unwrap();
+    assert_eq!(m.fs.unsynced_entries(), 1, "only `late` is pending: the fsyncdir covered `unnamed` too");
+    // `unnamed` was made durable by the directory fsync after it; create another one after.
+    let mut after = File::create(m.path("dir/after")).unwrap();
+    after.write_all(b"synced data").unwrap();
+    after.sync_all().unwrap();
+    drop(after);
+    let loss = m.fs.lose_unsynced_by_file().unwrap();
+    assert_eq!(loss.entries, [undone("dir/after", "create"), undone("dir/late", "create")]);
+    assert_eq!(loss.total.files, 0, "a file that disappears takes its unsynced data with it, uncounted");
+    assert_eq!(names(&m.path("dir")), ["named", "unnamed"]);
+    assert_eq!(names(&m.backing.join("dir")), ["named", "unnamed"]);
+    assert_eq!(contents(&m.path("dir/named")), b"named");
+    assert_eq!(contents(&m.path("dir/unnamed")), b"synced data");
+    assert!(!m.path("dir/after").exists(), "the kernel's cached entry is dropped too");
+    assert_eq!(m.fs.unsynced_entries(), 0);
+}
+
+#[test]
+fn a_new_directory_not_fsynced_in_its_parent_vanishes_with_everything_in_it() {
+    let Some(m) = mount_lazy("a_new_directory_not_fsynced_in_its_parent_vanishes_with_everything_in_it") else {
+        return;
+    };
+    std::fs::create_dir_all(m.path("db/wal")).unwrap();
+    durable_file(&m.path("db/wal/0001.log"), b"entries");
+    sync_dir(&m.path("db"));
+    let loss = m.fs.lose_unsynced_by_file().unwrap();
+    assert_eq!(loss.entries, [undone("db", "mkdir")], "db/wal is durable in db, but db is not in the root");
+    assert!(names(&m.root).is_empty());
+}
+
+#[test]
+fn a_rename_reverts_without_a_directory_fsync_and_sticks_with_one() {
+    let Some(m) = mount_lazy("a_rename_reverts_without_a_directory_fsync_and_sticks_with_one") else { return };
+    durable_file(&m.path("old"), b"content");
+    durable_file(&m.path("target"), b"replaced");
+    std::fs::rename(m.path("old"), m.path("new")).unwrap();
+    std::fs::rename(m.path("new"), m.path("target")).unwrap();
+    assert_eq!(names(&m.root), ["target"]);
+    let loss = m.fs.lose_unsynced_by_file().unwrap();
+    assert_eq!(
+        loss.entries,
+        [
+            undone("new", "rename to target"),
+            undone("target", "replaced by a rename, back"),
+            undone("old", "rename to new"),
+        ]
+    );
+    assert_eq!(names(&m.root), ["old", "target"]);
+    assert_eq!(contents(&m.path("old")), b"content");
+    assert_eq!(contents(&m.path("target")), b"replaced", "the file the rename replaced is back");
+
+    std::fs::rename(m.path("old"), m.path("target")).unwrap();
+    sync_dir(&m.root);
+    let loss = m.fs.lose_unsynced_by_file().unwrap();
+    assert!(loss.entries.is_empty());
+    assert_eq!(names(&m.root), ["target"]);
+    assert_eq!(contents(&m.path("target")), b"content");
+    let attic = m._dir.path().join("backing.attic");
+    assert!(names(&attic).is_empty(), "the replaced file is released once the rename is durable");
+}
+
+#[test]
+fn the_rocksdb_current_pattern_survives_intact_and_without_the_directory_fsync_goes_back() {
+    let Some(m) = mount_lazy("the_rocksdb_current_pattern_survives_intact_and_without_the_directory_fsync_goes_back")
+    else {
+        return;
+    };
+    std::fs::create_dir(m.path("db")).unwrap();
+    sync_dir(&m.root);
+    durable_file(&m.path("db/CURRENT"), b"MANIFEST-000001\n");
+    let install = |manifest: &[u8], sync: bool| {
+        let mut temp = File::create(m.path("db/000009.dbtmp")).unwrap();
+        temp.write_all(manifest).unwrap();
+        temp.sync_all().unwrap();
+        drop(temp);
+        std::fs::rename(m.path("db/000009.dbtmp"), m.path("db/CURRENT")).unwrap();
+        if sync {
+            sync_dir(&m.path("db"));
+        }
+    };
+    // SetCurrentFile: temp file written and synced, renamed over CURRENT, directory synced.
+    install(b"MANIFEST-000007\n", true);
+    let loss = m.fs.lose_unsynced_by_file().unwrap();
+    assert!(loss.entries.is_empty() && loss.total.files == 0);
+    assert_eq!(names(&m.path("db")), ["CURRENT"]);
+    assert_eq!(contents(&m.path("db/CURRENT")), b"MANIFEST-000007\n");
+    // Without the directory fsync the old CURRENT is back and the temp file is gone, synced or not.
+    install(b"MANIFEST-000011\n", false);
+    assert_eq!(contents(&m.path("db/CURRENT")), b"MANIFEST-000011\n");
+    let loss = m.fs.lose_unsynced_by_file().unwrap();
+    assert_eq!(loss.entries.len(), 3, "{:?}", loss.entries);
+    assert_eq!(names(&m.path("db")), ["CURRENT"]);
+    assert_eq!(contents(&m.path("db/CURRENT")), b"MANIFEST-000007\n");
+}
+
+#[test]
+fn an_unlink_not_fsynced_is_undone_with_the_durable_data() {
+    let Some(m) = mount_lazy("an_unlink_not_fsynced_is_undone_with_the_durable_data") else { return };
+    durable_file(&m.path("segment"), b"durable");
+    let mut file = OpenOptions::new().append(true).open(m.path("segment")).unwrap();
+    file.write_all(b"+unsynced").unwrap();
+    drop(file);
+    std::fs::remove_file(m.path("segment")).unwrap();
+    let loss = m.fs.lose_unsynced_by_file().unwrap();
+    assert_eq!(loss.entries, [undone("segment", "unlink")]);
+    assert_eq!(loss.total, Lost { files: 1, bytes_restored: 0, bytes_cut: 9 });
+    assert_eq!(contents(&m.path("segment")), b"durable");
+
+    std::fs::remove_file(m.path("segment")).unwrap();
+    sync_dir(&m.root);
+    assert!(m.fs.lose_unsynced_by_file().unwrap().entries.is_empty());
+    assert!(names(&m.root).is_empty());
+}
+
+#[test]
+fn a_rename_between_directories_is_durable_through_either_one() {
+    let Some(m) = mount_lazy("a_rename_between_directories_is_durable_through_either_one") else { return };
+    std::fs::create_dir(m.path("a")).unwrap();
+    std::fs::create_dir(m.path("b")).unwrap();
+    sync_dir(&m.root);
+    durable_file(&m.path("a/f"), b"f");
+    durable_file(&m.path("a/g"), b"g");
+    std::fs::rename(m.path("a/f"), m.path("b/f")).unwrap();
+    sync_dir(&m.path("b"));
+    std::fs::rename(m.path("a/g"), m.path("b/g")).unwrap();
+    let loss = m.fs.lose_unsynced_by_file().unwrap();
+    assert_eq!(loss.entries, [undone("a/g", "rename to b/g")]);
+    assert_eq!(names(&m.path("a")), ["g"]);
+    assert_eq!(names(&m.path("b")), ["f"]);
+}
+
+#[test]
+fn entries_older_than_the_commit_window_or_made_by_an_exempt_process_survive() {
+    // A zero window: every operation is older than it at the loss, as if the journal had committed.
+    let Some(m) = mount_with(
+        "entries_older_than_the_commit_window_or_made_by_an_exempt_process_survive",
+        MetadataModel::lazy(Some(std::time::Duration::ZERO)),
+    ) else {
+        return;
+    };
+    std::fs::write(m.path("committed"), b"").unwrap();
+    assert_eq!(m.fs.unsynced_entries(), 0, "a zero window commits each operation as it is recorded");
+    assert!(m.fs.lose_unsynced_by_file().unwrap().entries.is_empty());
+    assert_eq!(names(&m.root), ["committed"]);
+    drop(m);
+
+    let exempt = MetadataModel { exempt_pid: Some(std::process::id()), ..MetadataModel::lazy(None) };
+    let Some(m) = mount_with("entries_older_than_the_commit_window_or_made_by_an_exempt_process_survive", exempt)
+    else {
+        return;
+    };
+    std::fs::create_dir(m.path("data")).unwrap();
+    assert_eq!(m.fs.unsynced_entries(), 0, "the runner's own operations are durable at once");
+    assert!(m.fs.lose_unsynced_by_file().unwrap().entries.is_empty());
+    assert_eq!(names(&m.root), ["data"]);
 }

@@ -1,9 +1,10 @@
 //! The FUSE filesystem: a passthrough to a backing directory in which every change of file
-//! content goes through [`Unsynced`], so that a power cut can be played back. Metadata
-//! operations (create, mkdir, rename, link, unlink, chmod, ...) are applied to the backing tree
-//! at once and are never undone: the model covers the data of files that were not fsynced, not
-//! directory entries (LazyFS's default behaviour too). fsync and fdatasync make a file's data
-//! durable; fsyncdir, flush and close do not make anything durable and change nothing.
+//! content goes through [`Unsynced`] and every change of a directory entry (create, mknod,
+//! mkdir, symlink, link, unlink, rmdir, rename) through [`Entries`], so that a power cut can be
+//! played back. Both are applied to the backing tree at once. fsync and fdatasync make a file's
+//! data durable; fsyncdir makes a directory's entries durable; flush and close make nothing
+//! durable. chmod, chown and utimes are applied at once and never undone. With metadata losses
+//! off ([`MetadataModel::lose_unsynced`]), entries are never undone either (LazyFS's default).
 //!
 //! What the kernel is told, and why:
 //! - No `direct_io` and no `keep_cache`: reads and shared mmaps go through the kernel's page cache
@@ -41,6 +42,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{FileStat, Mode, SFlag};
 use nix::sys::time::TimeSpec;
 
+use super::entries::{Entries, MetadataModel, Undo};
 use super::inodes::{Inodes, ROOT};
 use super::unsynced::{FileKey, Unsynced};
 
@@ -73,18 +75,20 @@ struct DirEntry {
 pub struct Passthrough {
     pub inodes: Inodes,
     pub unsynced: Unsynced,
+    pub entries: Entries,
     files: Mutex<HashMap<u64, Arc<Handle>>>,
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_handle: AtomicU64,
 }
 
 impl Passthrough {
-    pub fn new(backing: &Path) -> std::io::Result<Passthrough> {
+    pub fn new(backing: &Path, attic: &Path, model: MetadataModel) -> std::io::Result<Passthrough> {
         let root = nix::fcntl::open(backing, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
         let stat = stat_fd(&root)?;
         Ok(Passthrough {
             inodes: Inodes::new(root, key_of(&stat)),
             unsynced: Unsynced::default(),
+            entries: Entries::new(backing, attic, model)?,
             files: Mutex::default(),
             dirs: Mutex::default(),
             next_handle: AtomicU64::new(1),
@@ -208,23 +212,155 @@ impl Passthrough {
         (regular && stat.st_nlink == 1).then(|| key_of(&stat))
     }
 
+    /// Makes `name` in `parent` by `make` (mknod, mkdir, symlink, link), recording the new entry.
+    fn make_entry(
+        &self,
+        pid: u32,
+        parent: INodeNo,
+        name: &OsStr,
+        make: impl FnOnce(&OwnedFd) -> Result<(), Errno>,
+    ) -> Result<FileAttr, Errno> {
+        let (dir, dir_key) = self.node(parent)?;
+        let mut journal = self.entries.begin(pid);
+        make(&dir)?;
+        if journal.recording() {
+            let stat = nix::sys::stat::fstatat(&*dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(nix_errno)?;
+            let undo = Undo::Created { dir: dir.clone(), name: name.to_owned(), key: key_of(&stat) };
+            self.forget_all(journal.record(vec![dir_key], undo));
+        }
+        drop(journal);
+        self.entry(parent, name)
+    }
+
+    fn unlink_entry(&self, pid: u32, parent: INodeNo, name: &OsStr) -> Result<(), Errno> {
+        let (dir, dir_key) = self.node(parent)?;
+        let mut journal = self.entries.begin(pid);
+        let last = Passthrough::last_link(&dir, name);
+        let saved = journal.save(&dir, name);
+        if let Err(error) = nix::unistd::unlinkat(&*dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+            journal.discard(saved);
+            return Err(nix_errno(error));
+        }
+        match saved {
+            // The attic keeps the file (and its data record) while the unlink may be undone.
+            Some(saved) => {
+                let undo =
+                    Undo::Removed { dir: dir.clone(), name: name.to_owned(), saved: Some(saved), dir_mode: None };
+                self.forget_all(journal.record(vec![dir_key], undo));
+            }
+            None => {
+                if let Some(key) = last {
+                    self.unsynced.forget(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rmdir_entry(&self, pid: u32, parent: INodeNo, name: &OsStr) -> Result<(), Errno> {
+        let (dir, dir_key) = self.node(parent)?;
+        let mut journal = self.entries.begin(pid);
+        let mode = nix::sys::stat::fstatat(&*dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(nix_errno)?.st_mode;
+        nix::unistd::unlinkat(&*dir, name, nix::unistd::UnlinkatFlags::RemoveDir).map_err(nix_errno)?;
+        self.forget_all(journal.record(
+            vec![dir_key],
+            Undo::Removed { dir: dir.clone(), name: name.to_owned(), saved: None, dir_mode: Some(mode) },
+        ));
+        Ok(())
+    }
+
+    fn rename_entry(
+        &self,
+        pid: u32,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<(), Errno> {
+        let (from, from_key) = self.node(parent)?;
+        let (to, to_key) = self.node(newparent)?;
+        let mut journal = self.entries.begin(pid);
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        let moved = nix::sys::stat::fstatat(&*from, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(nix_errno)?;
+        let replaced = if exchange { None } else { Passthrough::last_link(&to, newname) };
+        let saved = if exchange { None } else { journal.save(&to, newname) };
+        let flags = nix::fcntl::RenameFlags::from_bits_retain(flags.bits());
+        if let Err(error) = nix::fcntl::renameat2(&*from, name, &*to, newname, flags) {
+            journal.discard(saved);
+            return Err(nix_errno(error));
+        }
+        if saved.is_none() {
+            if let Some(key) = replaced {
+                self.unsynced.forget(key);
+            }
+        }
+        let mut dirs = vec![from_key];
+        if to_key != from_key {
+            dirs.push(to_key);
+        }
+        let undo = Undo::Renamed {
+            from: from.clone(),
+            from_name: name.to_owned(),
+            to: to.clone(),
+            to_name: newname.to_owned(),
+            key: key_of(&moved),
+            exchange,
+            replaced: saved,
+        };
+        self.forget_all(journal.record(dirs, undo));
+        Ok(())
+    }
+
+    /// Drops the data records of files no longer reachable.
+    fn forget_all(&self, gone: Vec<FileKey>) {
+        for key in gone {
+            self.unsynced.forget(key);
+        }
+    }
+
+    /// fsyncdir: the directory's entries are durable.
+    fn sync_dir(&self, ino: INodeNo) -> Result<(), Errno> {
+        let (fd, key) = self.node(ino)?;
+        for gone in self.entries.sync_dir(key) {
+            self.unsynced.forget(gone);
+        }
+        // What the real disk costs.
+        let dir = File::open(proc_path(&*fd)).map_err(Errno::from)?;
+        dir.sync_all().map_err(Errno::from)
+    }
+
     fn create_file(
         &self,
+        pid: u32,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
         flags: i32,
     ) -> Result<(FileAttr, FileHandle), Errno> {
-        let (dir, _) = self.node(parent)?;
-        let mut open = OFlag::O_CREAT | OFlag::O_RDWR | OFlag::O_CLOEXEC;
-        if flags & libc_o::EXCL != 0 {
-            open |= OFlag::O_EXCL;
-        }
-        let fd = nix::fcntl::openat(&*dir, name, open, Mode::from_bits_truncate(mode & 0o7777)).map_err(nix_errno)?;
+        let (dir, dir_key) = self.node(parent)?;
+        let mut journal = self.entries.begin(pid);
+        // Exclusively first, to know whether the name is new (only then is there a create to undo).
+        let exclusive = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC;
+        let (fd, created) = match nix::fcntl::openat(&*dir, name, exclusive, Mode::from_bits_truncate(mode & 0o7777)) {
+            Ok(fd) => (fd, true),
+            Err(nix::Error::EEXIST) if flags & libc_o::EXCL == 0 => {
+                let fd = nix::fcntl::openat(&*dir, name, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(nix_errno)?;
+                (fd, false)
+            }
+            Err(error) => return Err(nix_errno(error)),
+        };
         let file = File::from(fd);
-        let attr = self.entry(parent, name)?;
         let stat = nix::sys::stat::fstat(&file).map_err(nix_errno)?;
         let key = key_of(&stat);
+        if created {
+            self.forget_all(
+                journal.record(vec![dir_key], Undo::Created { dir: dir.clone(), name: name.to_owned(), key }),
+            );
+        }
+        drop(journal);
+        let attr = self.entry(parent, name)?;
         if flags & libc_o::TRUNC != 0 {
             self.unsynced.set_len(key, &file, 0).map_err(Errno::from)?;
         }
@@ -387,7 +523,7 @@ impl Filesystem for Mounted {
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -395,58 +531,46 @@ impl Filesystem for Mounted {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let made = self.0.node(parent).and_then(|(dir, _)| {
+        let made = self.0.make_entry(req.pid(), parent, name, |dir| {
             let kind = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
-            nix::sys::stat::mknodat(&*dir, name, kind, Mode::from_bits_truncate(mode & 0o7777), rdev.into())
+            nix::sys::stat::mknodat(dir, name, kind, Mode::from_bits_truncate(mode & 0o7777), rdev.into())
                 .map_err(nix_errno)
         });
-        match made.and_then(|()| self.0.entry(parent, name)) {
+        match made {
             Ok(attr) => reply.entry(&TTL, &attr, GENERATION),
             Err(error) => reply.error(error),
         }
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        let made = self.0.node(parent).and_then(|(dir, _)| {
-            nix::sys::stat::mkdirat(&*dir, name, Mode::from_bits_truncate(mode & 0o7777)).map_err(nix_errno)
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        let made = self.0.make_entry(req.pid(), parent, name, |dir| {
+            nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(mode & 0o7777)).map_err(nix_errno)
         });
-        match made.and_then(|()| self.0.entry(parent, name)) {
+        match made {
             Ok(attr) => reply.entry(&TTL, &attr, GENERATION),
             Err(error) => reply.error(error),
         }
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let removed = self.0.node(parent).and_then(|(dir, _)| {
-            let last = Passthrough::last_link(&dir, name);
-            nix::unistd::unlinkat(&*dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir).map_err(nix_errno)?;
-            if let Some(key) = last {
-                self.0.unsynced.forget(key);
-            }
-            Ok(())
-        });
-        match removed {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.0.unlink_entry(req.pid(), parent, name) {
             Ok(()) => reply.ok(),
             Err(error) => reply.error(error),
         }
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let removed = self.0.node(parent).and_then(|(dir, _)| {
-            nix::unistd::unlinkat(&*dir, name, nix::unistd::UnlinkatFlags::RemoveDir).map_err(nix_errno)
-        });
-        match removed {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.0.rmdir_entry(req.pid(), parent, name) {
             Ok(()) => reply.ok(),
             Err(error) => reply.error(error),
         }
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let made = self
-            .0
-            .node(parent)
-            .and_then(|(dir, _)| nix::unistd::symlinkat(target, &*dir, link_name).map_err(nix_errno));
-        match made.and_then(|()| self.0.entry(parent, link_name)) {
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let made = self.0.make_entry(req.pid(), parent, link_name, |dir| {
+            nix::unistd::symlinkat(target, dir, link_name).map_err(nix_errno)
+        });
+        match made {
             Ok(attr) => reply.entry(&TTL, &attr, GENERATION),
             Err(error) => reply.error(error),
         }
@@ -454,7 +578,7 @@ impl Filesystem for Mounted {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -462,36 +586,26 @@ impl Filesystem for Mounted {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let renamed = self.0.node(parent).and_then(|(from, _)| {
-            let (to, _) = self.0.node(newparent)?;
-            let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
-            let replaced = if exchange { None } else { Passthrough::last_link(&to, newname) };
-            let flags = nix::fcntl::RenameFlags::from_bits_retain(flags.bits());
-            nix::fcntl::renameat2(&*from, name, &*to, newname, flags).map_err(nix_errno)?;
-            if let Some(key) = replaced {
-                self.0.unsynced.forget(key);
-            }
-            Ok(())
-        });
-        match renamed {
+        match self.0.rename_entry(req.pid(), parent, name, newparent, newname, flags) {
             Ok(()) => reply.ok(),
             Err(error) => reply.error(error),
         }
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let linked = self.0.node(ino).and_then(|(fd, _)| {
-            let (dir, _) = self.0.node(newparent)?;
-            nix::unistd::linkat(
-                nix::fcntl::AT_FDCWD,
-                proc_path(&fd).as_str(),
-                &*dir,
-                newname,
-                AtFlags::AT_SYMLINK_FOLLOW,
-            )
-            .map_err(nix_errno)
+            self.0.make_entry(req.pid(), newparent, newname, |dir| {
+                nix::unistd::linkat(
+                    nix::fcntl::AT_FDCWD,
+                    proc_path(&fd).as_str(),
+                    dir,
+                    newname,
+                    AtFlags::AT_SYMLINK_FOLLOW,
+                )
+                .map_err(nix_errno)
+            })
         });
-        match linked.and_then(|()| self.0.entry(newparent, newname)) {
+        match linked {
             Ok(attr) => reply.entry(&TTL, &attr, GENERATION),
             Err(error) => reply.error(error),
         }
@@ -576,7 +690,7 @@ impl Filesystem for Mounted {
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        // fdatasync and fsync alike: the model has no metadata to leave behind.
+        // fdatasync and fsync alike: the file's data; its name needs an fsync of its directory.
         let synced =
             self.0.handle(fh).and_then(|handle| self.0.unsynced.sync(handle.key, &handle.file).map_err(Errno::from));
         match synced {
@@ -613,9 +727,11 @@ impl Filesystem for Mounted {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        // Directory entries are applied eagerly and never lost: nothing to make durable.
-        reply.ok();
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        match self.0.sync_dir(ino) {
+            Ok(()) => reply.ok(),
+            Err(error) => reply.error(error),
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -637,7 +753,7 @@ impl Filesystem for Mounted {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -645,7 +761,7 @@ impl Filesystem for Mounted {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.0.create_file(parent, name, mode, flags) {
+        match self.0.create_file(req.pid(), parent, name, mode, flags) {
             Ok((attr, fh)) => reply.created(&TTL, &attr, GENERATION, fh, FopenFlags::empty()),
             Err(error) => reply.error(error),
         }
