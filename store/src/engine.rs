@@ -116,6 +116,11 @@ pub trait Reader {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// A cursor over `space`; keys at or above `upper_bound` may be skipped by the engine.
     fn cursor(&self, space: Space, upper_bound: Option<&[u8]>) -> Box<dyn Cursor + '_>;
+    /// A cursor for a long scan, whose reads do not fill the engine's cache: a large range
+    /// then neither evicts what point reads keep warm nor grows the process by the cache.
+    fn bulk_cursor(&self, space: Space, upper_bound: Option<&[u8]>) -> Box<dyn Cursor + '_> {
+        self.cursor(space, upper_bound)
+    }
 }
 
 /// An ordered key-value engine. Reads may run concurrently with one writer.

@@ -78,6 +78,20 @@ impl RocksEngine {
     }
 }
 
+impl RocksEngine {
+    /// With `fill_cache` off, blocks read are dropped once the cursor moves past them, as
+    /// RocksDB advises for bulk scans.
+    fn cursor_with(&self, space: Space, upper_bound: Option<&[u8]>, fill_cache: bool) -> Box<dyn Cursor + '_> {
+        let mut read_options = ReadOptions::default();
+        if let Some(bound) = upper_bound {
+            read_options.set_iterate_upper_bound(bound.to_vec());
+        }
+        read_options.fill_cache(fill_cache);
+        let iterator = self.db.raw_iterator_cf_opt(self.handle(space), read_options);
+        Box::new(RocksCursor { iterator })
+    }
+}
+
 fn engine_error(error: rocksdb::Error) -> Error {
     Error::Engine(error.into_string())
 }
@@ -88,12 +102,11 @@ impl Reader for RocksEngine {
     }
 
     fn cursor(&self, space: Space, upper_bound: Option<&[u8]>) -> Box<dyn Cursor + '_> {
-        let mut read_options = ReadOptions::default();
-        if let Some(bound) = upper_bound {
-            read_options.set_iterate_upper_bound(bound.to_vec());
-        }
-        let iterator = self.db.raw_iterator_cf_opt(self.handle(space), read_options);
-        Box::new(RocksCursor { iterator })
+        self.cursor_with(space, upper_bound, true)
+    }
+
+    fn bulk_cursor(&self, space: Space, upper_bound: Option<&[u8]>) -> Box<dyn Cursor + '_> {
+        self.cursor_with(space, upper_bound, false)
     }
 }
 

@@ -64,6 +64,10 @@ impl VersionRef<'_> {
 /// have few versions, and a step is cheaper than a seek.
 const STEPS_BEFORE_SEEK: usize = 3;
 
+/// Keys a scan reads through the engine's cache before it goes on with a bulk cursor: ranges
+/// this short are the ones worth keeping warm.
+const BULK_SCAN_AFTER: usize = 1000;
+
 /// The store as of `revision`, read through `reader`.
 pub struct ReadView<'a> {
     pub reader: &'a dyn Reader,
@@ -100,7 +104,16 @@ impl ReadView<'_> {
         let newest_visible = Revision::last_of(self.revision).to_inverted_bytes();
         let mut cursor = self.reader.cursor(Space::Kv, upper_bound.as_deref());
         cursor.seek(&start);
+        let mut steps = 0usize;
         while let Some(kv_key) = cursor.key() {
+            steps += 1;
+            if steps == BULK_SCAN_AFTER {
+                // A long scan: it goes on from the same key without filling the engine's cache.
+                let at = kv_key.to_vec();
+                cursor = self.reader.bulk_cursor(Space::Kv, upper_bound.as_deref());
+                cursor.seek(&at);
+                continue;
+            }
             let (encoded, revision_bytes) = split_kv_key(kv_key)?;
             let encoded = encoded.to_vec();
             if revision_bytes < newest_visible.as_slice() {
