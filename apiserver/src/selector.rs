@@ -1,6 +1,7 @@
 //! Label and field selectors (`?labelSelector=`, `?fieldSelector=`), parsed once per request and
 //! matched against the labels and indexed fields the cache keeps beside each object.
 
+#[cfg(test)]
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
@@ -38,14 +39,21 @@ impl LabelSelector {
         self.requirements.is_empty()
     }
 
+    #[cfg(test)]
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_with(|key| labels.get(key).map(String::as_str))
+    }
+
+    /// Matches labels read by `label` (the cache keeps them in a compact form, not a map).
+    pub fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        let is_in = |values: &[String], label: &str| values.iter().any(|value| value == label);
         self.requirements.iter().all(|requirement| match requirement {
-            LabelRequirement::Equals(key, value) => labels.get(key) == Some(value),
-            LabelRequirement::NotEquals(key, value) => labels.get(key) != Some(value),
-            LabelRequirement::In(key, values) => labels.get(key).is_some_and(|label| values.contains(label)),
-            LabelRequirement::NotIn(key, values) => labels.get(key).is_none_or(|label| !values.contains(label)),
-            LabelRequirement::Exists(key) => labels.contains_key(key),
-            LabelRequirement::DoesNotExist(key) => !labels.contains_key(key),
+            LabelRequirement::Equals(key, value) => label(key) == Some(value.as_str()),
+            LabelRequirement::NotEquals(key, value) => label(key) != Some(value.as_str()),
+            LabelRequirement::In(key, values) => label(key).is_some_and(|label| is_in(values, label)),
+            LabelRequirement::NotIn(key, values) => label(key).is_none_or(|label| !is_in(values, label)),
+            LabelRequirement::Exists(key) => label(key).is_some(),
+            LabelRequirement::DoesNotExist(key) => label(key).is_none(),
         })
     }
 }
@@ -143,12 +151,15 @@ impl FieldSelector {
         self.requirements.is_empty()
     }
 
-    /// Whether the indexed fields the cache keeps satisfy every requirement.
+    #[cfg(test)]
     pub fn matches(&self, fields: &BTreeMap<String, String>) -> bool {
-        self.requirements.iter().all(|(field, value, equal)| {
-            let actual = fields.get(field).map(String::as_str).unwrap_or("");
-            (actual == value) == *equal
-        })
+        self.matches_with(|field| fields.get(field).map(String::as_str).unwrap_or(""))
+    }
+
+    /// Whether the indexed fields the cache keeps, read by `field` ("" for one the object
+    /// lacks), satisfy every requirement.
+    pub fn matches_with<'a>(&self, field: impl Fn(&str) -> &'a str) -> bool {
+        self.requirements.iter().all(|(name, value, equal)| (field(name) == value) == *equal)
     }
 }
 
@@ -198,7 +209,7 @@ pub struct ObjectFilter {
 
 impl ObjectFilter {
     pub fn matches(&self, object: &crate::cached_object::CachedObject) -> bool {
-        self.labels.matches(&object.labels) && self.fields.matches(&object.fields)
+        self.labels.matches_with(|key| object.label(key)) && self.fields.matches_with(|name| object.field(name))
     }
 
     pub fn is_empty(&self) -> bool {
