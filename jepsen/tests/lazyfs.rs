@@ -366,9 +366,11 @@ fn a_new_directory_not_fsynced_in_its_parent_vanishes_with_everything_in_it() {
     };
     std::fs::create_dir_all(m.path("db/wal")).unwrap();
     durable_file(&m.path("db/wal/0001.log"), b"entries");
+    std::fs::write(m.path("db/wal/0001.log"), b"unsynced, goes with the directory").unwrap();
     sync_dir(&m.path("db"));
     let loss = m.fs.lose_unsynced_by_file().unwrap();
     assert_eq!(loss.entries, [undone("db", "mkdir")], "db/wal is durable in db, but db is not in the root");
+    assert_eq!(loss.total.files, 0, "the files under it go with it, unsynced data and all");
     assert!(names(&m.root).is_empty());
 }
 
@@ -497,4 +499,67 @@ fn entries_older_than_the_commit_window_or_made_by_an_exempt_process_survive() {
     assert_eq!(m.fs.unsynced_entries(), 0, "the runner's own operations are durable at once");
     assert!(m.fs.lose_unsynced_by_file().unwrap().entries.is_empty());
     assert_eq!(names(&m.root), ["data"]);
+}
+
+/// `$KEEL_BIN`, else the keel binary beside this test's build (`target/<profile>/keel`), if built.
+fn keel_binary() -> Option<PathBuf> {
+    if let Some(keel) = std::env::var_os("KEEL_BIN") {
+        return Some(PathBuf::from(keel));
+    }
+    let test = std::env::current_exe().ok()?;
+    let keel = test.parent()?.parent()?.join("keel");
+    keel.is_file().then_some(keel)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A keel member started on a disk that loses every directory entry not fsynced, killed once it
+/// serves, and its power cut: the directories it made at its first start (Raft log, snapshots,
+/// store) must still be there, or the member would come back without its synced Raft log.
+#[test]
+fn keel_makes_the_directories_of_its_data_dir_durable() {
+    let test = "keel_makes_the_directories_of_its_data_dir_durable";
+    let Some(keel) = keel_binary() else {
+        eprintln!("skipping {test}: no keel binary beside the test (build -p keel)");
+        return;
+    };
+    let Some(m) = mount_lazy(test) else { return };
+    // The operator's directory, durable long before.
+    let data = m.path("data");
+    std::fs::create_dir(&data).unwrap();
+    sync_dir(&m.root);
+    let (client, peer) = (format!("http://127.0.0.1:{}", free_port()), format!("http://127.0.0.1:{}", free_port()));
+    let log = File::create(m._dir.path().join("keel.log")).unwrap();
+    let mut child = std::process::Command::new(&keel)
+        .args(["store", "--name", "n1", "--data-dir"])
+        .arg(&data)
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("n1={peer}"), "--initial-cluster-state", "new"])
+        .env_remove("FAILPOINTS")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start keel");
+    // Serving clients comes after the member has started (its directories made).
+    let address = client.trim_start_matches("http://").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "keel exited: {}", keel_log(&m));
+        assert!(std::time::Instant::now() < deadline, "keel did not serve within 60 s: {}", keel_log(&m));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let loss = m.fs.lose_unsynced_by_file().unwrap();
+    let left = names(&data);
+    for dir in ["member-id", "raft-log", "snapshots", "store"] {
+        assert!(left.iter().any(|name| name == dir), "{dir} lost: {left:?}, undone {:?}", loss.entries);
+    }
+}
+
+fn keel_log(m: &Mount) -> String {
+    std::fs::read_to_string(m._dir.path().join("keel.log")).unwrap_or_default()
 }

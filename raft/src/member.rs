@@ -223,6 +223,9 @@ impl Member {
         let snapshot_dir = config.data_dir.join("snapshots");
         let machine = StateMachine::new(store.clone(), &snapshot_dir, listener)?;
         peer_service::remove_incoming_files(&snapshot_dir)?;
+        // `raft-log/` and `snapshots/` may have just been made in the data dir: without this, a
+        // power cut can drop their entries (and the synced log and snapshots in them) with it.
+        std::fs::File::open(&config.data_dir)?.sync_all()?;
         let raft_config = Config {
             cluster_name: config.cluster_token.clone(),
             heartbeat_interval: config.heartbeat_interval_ms,

@@ -249,6 +249,9 @@ impl Entries {
                     state.next_attic += 1;
                     let attic = self.attic_fd.as_ref().expect("recording needs the attic");
                     let moved = nix::fcntl::renameat(&*dir, name.as_os_str(), attic, parked.as_str()).is_ok();
+                    if moved {
+                        files_only_in(&self.attic.join(&parked), &mut lost.gone);
+                    }
                     moved && std::fs::remove_dir_all(self.attic.join(&parked)).is_ok()
                 } else {
                     if links == 1 {
@@ -342,6 +345,19 @@ impl Entries {
                     lost.touched.push((dir_key(&dir), name));
                 }
             }
+        }
+    }
+}
+
+/// The files under `dir` with no link elsewhere: they go with it.
+fn files_only_in(dir: &Path, gone: &mut Vec<FileKey>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let Ok(metadata) = entry.metadata() else { continue };
+        if metadata.is_dir() {
+            files_only_in(&entry.path(), gone);
+        } else if metadata.is_file() && std::os::unix::fs::MetadataExt::nlink(&metadata) == 1 {
+            gone.push((std::os::unix::fs::MetadataExt::dev(&metadata), std::os::unix::fs::MetadataExt::ino(&metadata)));
         }
     }
 }
