@@ -17,13 +17,17 @@ use crate::error::{Error, Result};
 pub struct RocksOptions {
     /// Shared block cache for all spaces: the bound on cached data in memory.
     pub block_cache_bytes: usize,
-    /// Memtable size per space before it is flushed.
+    /// Memtable size per space before it is flushed. Resident: a space holds up to two (one
+    /// filling, one flushing), so this bounds the store's write memory at ~4× it for Kv and
+    /// History together.
     pub write_buffer_bytes: usize,
 }
 
 impl Default for RocksOptions {
     fn default() -> Self {
-        RocksOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 32 << 20 }
+        // 16 MiB memtables: 32 MiB ones sat ~30 MiB full in a `keel server` holding 100k pods
+        // (RocksDB's LOG, BENCHMARKS.md) for no measurable gain in put throughput.
+        RocksOptions { block_cache_bytes: 64 << 20, write_buffer_bytes: 16 << 20 }
     }
 }
 
