@@ -134,7 +134,7 @@ fn openapi_v3_has_every_served_kind_with_its_extensions() {
 }
 
 #[test]
-fn openapi_v2_is_json_and_refuses_protobuf() {
+fn openapi_v2_is_json_and_protobuf() {
     let server = KeelServer::start();
     let document = get_json(&server, "/openapi/v2");
     assert_eq!(document["swagger"], "2.0");
@@ -155,9 +155,23 @@ fn openapi_v2_is_json_and_refuses_protobuf() {
         .unwrap()
         .iter()
         .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
-    // What kubectl asks for.
+    // What kubectl asks for: gnostic's protobuf Document (decoded and compared with the JSON in
+    // apiserver's openapi_v2 tests), with the JSON's ETag.
+    let json = get(&server, "/openapi/v2", &[]);
     let protobuf = get(&server, "/openapi/v2", &["Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf"]);
-    assert_eq!(protobuf.status, 406, "{}", String::from_utf8_lossy(&protobuf.body));
+    assert_eq!(protobuf.status, 200, "{}", String::from_utf8_lossy(&protobuf.body));
+    assert!(
+        protobuf.headers.contains("content-type: application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+        "{}",
+        protobuf.headers
+    );
+    let etag = |headers: &str| headers.lines().find(|line| line.starts_with("etag:")).map(str::to_string);
+    assert_eq!(etag(&protobuf.headers), etag(&json.headers));
+    assert!(etag(&json.headers).is_some());
+    // Document.swagger (field 1) = "2.0" first.
+    assert_eq!(&protobuf.body[..5], b"\x0a\x032.0");
+    let other = get(&server, "/openapi/v2", &["Accept: application/vnd.kubernetes.protobuf"]);
+    assert_eq!(other.status, 406);
 }
 
 const UNKNOWN_FIELD: &str = r#"apiVersion: apps/v1
@@ -264,4 +278,35 @@ fn kubectl_1_33_explain_and_validation() {
 #[test]
 fn kubectl_1_32_explain_and_validation() {
     explain_and_validate(&kubectl_binary("1.32"));
+}
+
+/// kubectl reads /openapi/v2 in its protobuf form: `explain --output=plaintext-openapiv2`, and
+/// kubectl 1.27's `apply --validate=true`, which looks there for the server's `fieldValidation`.
+#[test]
+fn kubectl_reads_openapi_v2_protobuf() {
+    let server = KeelServer::start();
+    for version in ["1.33", "1.32"] {
+        let explained = server
+            .ok(&kubectl_binary(version), &["explain", "--output=plaintext-openapiv2", "deployment.spec.strategy"]);
+        for expected in
+            ["KIND:     Deployment", "RESOURCE: strategy <Object>", "rollingUpdate\t<Object>", "type\t<string>"]
+        {
+            assert!(explained.contains(expected), "kubectl {version}: {expected:?} in\n{explained}");
+        }
+    }
+    let old = support::keel_server::kubectl_dir().join("kubectl.1.27");
+    if !old.exists() {
+        return;
+    }
+    let manifest = UNKNOWN_FIELD.replace("NAME", "validated").replace("  foo: bar\n", "");
+    let applied = server.ok_with_input(&old, &["apply", "--validate=true", "-f", "-"], Some(&manifest));
+    assert!(applied.contains("deployment.apps/validated created"), "{applied}");
+    let refused = server.run_kubectl(
+        &old,
+        &["apply", "--validate=true", "-f", "-"],
+        Some(&UNKNOWN_FIELD.replace("NAME", "refused")),
+    );
+    assert!(!refused.status.success());
+    let refused = String::from_utf8_lossy(&refused.stderr);
+    assert!(refused.contains("unknown field \"spec.foo\""), "{refused}");
 }

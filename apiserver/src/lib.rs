@@ -38,6 +38,7 @@ mod object;
 mod openapi;
 mod openapi_schemas;
 mod openapi_v2;
+mod openapi_v2_protobuf;
 mod patch;
 mod patch_strategy;
 mod protobuf;
