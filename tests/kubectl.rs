@@ -288,9 +288,8 @@ fn kubectl_dispatcher_matches_the_server_version() {
     assert_eq!(version["clientVersion"]["minor"], "33", "{version}");
 }
 
-/// Older kubectl binaries on this machine: listing, creating and deleting still work. kubectl
-/// 1.28 and older validate on the client from /openapi/v2 in its protobuf form, which keel does
-/// not encode (406), so they need `--validate=false`.
+/// Older kubectl binaries on this machine: listing, creating and deleting still work (their
+/// validation, from /openapi/v2's protobuf form, is tested in kubectl_openapi.rs).
 #[test]
 fn older_kubectl_smoke() {
     let server = KeelServer::start();
