@@ -13,7 +13,8 @@
 //!   [`revisions`] for etcd's revision contract across keys (every workload).
 //!
 //! [`lazyfs`] is the runner's power-loss filesystem (a FUSE passthrough that drops unsynced
-//! writes on command); it is in the library so that its tests can mount it.
+//! writes and undoes directory entries not fsynced, on command); it is in the library so that
+//! its tests can mount it.
 //!
 //! The runner is the `jepsen` binary (`src/main.rs` and its modules; see JEPSEN.md).
 //!

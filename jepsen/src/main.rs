@@ -234,7 +234,11 @@ async fn run(args: Args, teardown: Arc<Teardown>) -> Result<bool, String> {
     let mut cluster = Cluster::new(args.target, bin, &out, size, extra_args, net.clone(), teardown.clone(), clock);
     if kinds.contains(&FaultKind::PowerLoss) {
         match cluster.mount_disks() {
-            Ok(()) => println!("jepsen: member directories on LazyFS (power loss drops unsynced writes)"),
+            Ok(()) => {
+                let entries =
+                    lazyfs::MetadataModel::from_environment().map(|model| model.describe()).unwrap_or_default();
+                println!("jepsen: member directories on LazyFS (power loss drops unsynced writes; {entries})");
+            }
             Err(lazyfs::Error::Unavailable(why)) => {
                 let note = format!("power-loss faults are skipped: {why}");
                 println!("jepsen: note: {note}");
