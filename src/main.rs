@@ -594,32 +594,12 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
         let etcd = tokio::spawn(etcdapi::serve(context, etcd_address, etcd_tls, until_stopped()));
         let api_address = loopback(api.local_addr());
         let kubernetes = tokio::spawn(api.serve(until_stopped()));
-        // The controllers are clients of the API just started (its listener is bound already);
-        // of a cluster's members, only the holder of the controller-manager's Lease runs them.
-        // They stop before the API does, so that they can still release the Lease through it.
-        let (stop_controllers, controllers_stopped) = tokio::sync::watch::channel(false);
-        let controllers = if args.controllers {
-            let client = controllers::loopback_client(api_address).map_err(|error| format!("keel server: {error}"))?;
-            // The member's id is unique in the cluster and held by one process at a time.
-            let identity = format!("{}_{:016x}", args.store.name, member.config.id);
-            let mut controllers_stopped = controllers_stopped;
-            let until_controllers_stopped = async move {
-                let _ = controllers_stopped.wait_for(|stop| *stop).await;
-            };
-            Some(tokio::spawn(controllers::run_with_leader_election(client, identity, until_controllers_stopped)))
-        } else {
-            None
-        };
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|error| format!("keel server: {error}"))?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        let _ = stop_controllers.send(true);
-        if let Some(controllers) = controllers {
-            controllers.await.map_err(|error| error.to_string())?;
-        }
+        // Of a cluster's members, only the holder of the controller-manager's Lease runs the
+        // controllers; the member's id is unique in the cluster and held by one process at a time.
+        let identity = args.controllers.then(|| format!("{}_{:016x}", args.store.name, member.config.id));
+        let controllers = Controllers::start(api_address, identity)?;
+        until_signalled().await?;
+        controllers.stop().await?;
         let _ = stop.send(true);
         let etcd = etcd.await.map_err(|error| error.to_string())?;
         let kubernetes = kubernetes.await.map_err(|error| error.to_string())?;
@@ -660,30 +640,58 @@ async fn serve_over_etcd(
     };
     let api_address = loopback(api.local_addr());
     let kubernetes = tokio::spawn(api.serve(until_stopped()));
-    // The controllers stop before the API, so that they can still release the Lease through it.
-    let (stop_controllers, controllers_stopped) = tokio::sync::watch::channel(false);
-    let controllers = match controller_identity {
-        Some(identity) => {
-            let client = controllers::loopback_client(api_address).map_err(|error| format!("keel server: {error}"))?;
-            let mut controllers_stopped = controllers_stopped;
-            let until_controllers_stopped = async move {
-                let _ = controllers_stopped.wait_for(|stop| *stop).await;
-            };
-            Some(tokio::spawn(controllers::run_with_leader_election(client, identity, until_controllers_stopped)))
+    let controllers = Controllers::start(api_address, controller_identity)?;
+    until_signalled().await?;
+    controllers.stop().await?;
+    let _ = stop.send(true);
+    let kubernetes = kubernetes.await.map_err(|error| error.to_string())?;
+    kubernetes.map_err(|error| format!("keel server: {error}"))
+}
+
+/// The control loops, as clients of this server's API under the controller-manager's leader
+/// election (`identity`: the Lease candidate; None runs none, `--controllers=false`).
+struct Controllers {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Controllers {
+    /// Starts them against the API at `api_address`, whose listener is bound already.
+    fn start(api_address: SocketAddr, identity: Option<String>) -> Result<Controllers, String> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = match identity {
+            Some(identity) => {
+                let client =
+                    controllers::loopback_client(api_address).map_err(|error| format!("keel server: {error}"))?;
+                let mut stopped = stopped;
+                let until_stopped = async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                Some(tokio::spawn(controllers::run_with_leader_election(client, identity, until_stopped)))
+            }
+            None => None,
+        };
+        Ok(Controllers { stop, task })
+    }
+
+    /// Stops them and waits: before the API stops, so that they can still release the Lease
+    /// through it.
+    async fn stop(self) -> Result<(), String> {
+        let _ = self.stop.send(true);
+        match self.task {
+            Some(task) => task.await.map_err(|error| error.to_string()),
+            None => Ok(()),
         }
-        None => None,
-    };
+    }
+}
+
+/// Until SIGINT or SIGTERM.
+async fn until_signalled() -> Result<(), String> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|error| format!("keel server: {error}"))?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
-    let _ = stop_controllers.send(true);
-    if let Some(controllers) = controllers {
-        controllers.await.map_err(|error| error.to_string())?;
-    }
-    let _ = stop.send(true);
-    let kubernetes = kubernetes.await.map_err(|error| error.to_string())?;
-    kubernetes.map_err(|error| format!("keel server: {error}"))
+    Ok(())
 }
