@@ -42,13 +42,15 @@ impl KvService {
     /// A Range, its reply encoded as the store's scan hands over each version, so a large reply
     /// is held once, as its encoding (etcd's reply, byte for byte, as prost would encode it).
     pub async fn range_encoded(&self, request: Request<PbRangeRequest>) -> Result<EncodedRangeResponse, Status> {
-        let caller = self.context.caller(request.metadata())?;
-        let request = request.into_inner();
+        let (metadata, _, request) = request.into_parts();
         let serializable = request.serializable;
         let range = convert::range_request(request)?;
         if !serializable {
             self.context.member.read_barrier().await.map_err(status::from_member)?;
         }
+        // As etcd's doSerialize: the token is verified after the read barrier, against an auth
+        // state that every earlier change (a user deleted, a password changed) has reached.
+        let caller = self.context.caller(&metadata)?;
         caller.check_read(&self.context.auth(), &range.key, &range.range_end)?;
         let mut writer = RangeReplyWriter::new();
         let summary = self
