@@ -14,10 +14,13 @@ use store::Command;
 use crate::member::{Member, MemberError, MemberInfo};
 use crate::proto::Frame;
 use crate::types::{MemberNode, Request, TypeConfig};
+use crate::write_batch::WriteResult;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum LeaderCall {
     Write(Command),
+    /// A member's batch of client writes (`write_batch.rs`), proposed as one entry.
+    Writes(Vec<Command>),
     /// The leader's commit index, confirmed with a quorum (the read index).
     ReadIndex,
     LeaseGrant {
@@ -62,6 +65,8 @@ pub(crate) enum LeaderCall {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum LeaderAnswer {
     Written(store::Result<store::Response>),
+    /// One outcome per command of a [`LeaderCall::Writes`], in order.
+    WrittenEach(Vec<WriteResult>),
     ReadIndex(u64),
     /// The lease's TTL after a keep-alive, or None for an unknown lease.
     KeepAlive(Option<i64>),
@@ -144,6 +149,7 @@ impl Member {
                 }
                 self.propose(command).await.map(LeaderAnswer::Written)
             }
+            LeaderCall::Writes(commands) => Ok(LeaderAnswer::WrittenEach(self.propose_admitted(commands).await)),
             LeaderCall::ReadIndex => {
                 let linearizer = self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await.map_err(read_error)?;
                 Ok(LeaderAnswer::ReadIndex(linearizer.read_log_id().index()))
@@ -226,9 +232,51 @@ impl Member {
 
     /// Proposes one command through this member's Raft (which must lead).
     async fn propose(&self, command: Command) -> Result<store::Result<store::Response>, MemberError> {
-        match self.raft.client_write(Request { command }).await {
+        let mut results = self.propose_all(vec![command]).await?;
+        match (results.pop(), results.is_empty()) {
+            (Some(result), true) => Ok(result),
+            _ => Err(MemberError::Raft("an entry of one command applied as another count".into())),
+        }
+    }
+
+    /// Proposes, as one entry, the commands the quota admits; the others are refused with
+    /// `NoSpace`, each on its own, as etcd refuses each request past its quota.
+    async fn propose_admitted(&self, commands: Vec<Command>) -> Vec<WriteResult> {
+        let count = commands.len();
+        let mut outcomes: Vec<Option<WriteResult>> = Vec::with_capacity(count);
+        let mut admitted = Vec::with_capacity(count);
+        for command in commands {
+            if self.quota.admits(&command, || self.store.size_bytes()) {
+                admitted.push(command);
+                outcomes.push(None);
+            } else {
+                outcomes.push(Some(Err(MemberError::NoSpace)));
+            }
+        }
+        let mut results: Box<dyn Iterator<Item = WriteResult> + Send> = if admitted.is_empty() {
+            Box::new(std::iter::empty())
+        } else {
+            let proposed = admitted.len();
+            match self.propose_all(admitted).await {
+                Ok(results) if results.len() == proposed => Box::new(results.into_iter().map(Ok)),
+                Ok(_) => Box::new(std::iter::repeat_with(|| {
+                    Err(MemberError::Raft("an entry applied with another count of results".into()))
+                })),
+                Err(error) => Box::new(std::iter::repeat_with(move || Err(error.clone()))),
+            }
+        };
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| results.next().expect("one result per admitted command")))
+            .collect()
+    }
+
+    /// Proposes commands as one entry through this member's Raft (which must lead); one
+    /// result per command.
+    async fn propose_all(&self, commands: Vec<Command>) -> Result<Vec<store::Result<store::Response>>, MemberError> {
+        match self.raft.client_write(Request { commands }).await {
             Ok(response) => match response.data {
-                crate::Reply::Applied(result) => Ok(result),
+                crate::Reply::Applied(results) => Ok(results),
                 crate::Reply::NoCommand => Err(MemberError::Raft("a command entry applied as no command".into())),
             },
             Err(error) => Err(write_error(error)),

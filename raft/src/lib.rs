@@ -8,7 +8,9 @@
 //! Layout: `types.rs` (what the log carries), `log_store.rs` (the RocksDB log),
 //! `state_machine.rs` (the store as openraft's state machine, snapshots as files),
 //! `peer_network.rs` / `peer_service.rs` (the tonic transport between members),
-//! `leader_call.rs` (calls only the leader serves, sent on from any member), `member.rs`
+//! `leader_call.rs` (calls only the leader serves, sent on from any member), `write_batch.rs`
+//! (concurrent writes joined into one call and one entry), `read_index.rs` (concurrent read
+//! barriers sharing read-index rounds), `member.rs`
 //! (a running replica), `lessor.rs` (lease clocks), `identity.rs` (member and cluster ids),
 //! `tls.rs` (rustls for https peer and client URLs, as etcd's TLS flags set it up).
 
@@ -22,10 +24,12 @@ mod member;
 mod peer_network;
 mod peer_service;
 mod quota;
+mod read_index;
 mod restore;
 mod state_machine;
 mod tls;
 mod types;
+mod write_batch;
 
 /// The peer protocol generated from `proto/peer.proto`.
 #[allow(missing_debug_implementations, unused_qualifications, clippy::all)]

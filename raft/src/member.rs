@@ -22,8 +22,10 @@ use crate::peer_network::{PeerChannels, PeerNetwork, PEER_MESSAGE_BYTES_MAX};
 use crate::peer_service::{self, PeerService};
 use crate::proto::peer_server::PeerServer;
 use crate::proto::Frame;
+use crate::read_index::ReadIndexRounds;
 use crate::state_machine::{ChangeListener, StateMachine};
 use crate::types::{MemberNode, TypeConfig};
+use crate::write_batch::WriteBatcher;
 
 /// etcd's `--initial-cluster-state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +188,10 @@ pub struct Member {
     pub(crate) lessor: Arc<Lessor>,
     pub(crate) channels: PeerChannels,
     pub(crate) quota: Arc<crate::quota::Quota>,
+    /// Client writes waiting to be sent to the leader in batches.
+    writes: Arc<WriteBatcher>,
+    /// Read barriers sharing read-index rounds.
+    read_index_rounds: Arc<ReadIndexRounds<MemberError>>,
     /// Set once on shutdown; the peer server and background tasks stop on it.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -245,7 +251,17 @@ impl Member {
         let (stopping, _) = tokio::sync::watch::channel(false);
         let quota = Arc::new(crate::quota::Quota::new(config.quota_backend_bytes));
         let lessor = Arc::new(Lessor::default());
-        let member = Member { config, raft, store, lessor, channels, quota, stopping: Arc::new(stopping) };
+        let member = Member {
+            config,
+            raft,
+            store,
+            lessor,
+            channels,
+            quota,
+            writes: Arc::default(),
+            read_index_rounds: Arc::default(),
+            stopping: Arc::new(stopping),
+        };
         if let Some(address) = member.config.listen_peer {
             member.serve_peers(address).await?;
         }
@@ -312,7 +328,18 @@ impl Member {
             let router = tonic::transport::Server::builder().add_service(server);
             let served = match tls {
                 None => {
-                    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                    // tonic leaves Nagle on for connections it is handed: without this, a small
+                    // reply written in pieces (an append acknowledgement, a forwarded write's
+                    // answer) waits for the peer's delayed ACK.
+                    let incoming = tokio_stream::StreamExt::map(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        |accepted| {
+                            if let Ok(stream) = &accepted {
+                                let _ = stream.set_nodelay(true);
+                            }
+                            accepted
+                        },
+                    );
                     router.serve_with_incoming_shutdown(incoming, stop).await
                 }
                 Some(tls) => router.serve_with_incoming_shutdown(tls.incoming(listener), stop).await,
@@ -368,27 +395,48 @@ impl Member {
     }
 
     /// Replicates and applies one command through the leader; the store's own error is inside
-    /// the `Ok`.
+    /// the `Ok`. Concurrent writes travel to the leader and through the log in batches.
     pub async fn write(&self, command: Command) -> Result<store::Result<Response>, MemberError> {
-        match self.call_leader(LeaderCall::Write(command)).await? {
-            LeaderAnswer::Written(result) => Ok(result),
-            other => Err(unexpected(&other)),
+        let (result, start_round) = self.writes.push(command);
+        if start_round {
+            let member = self.clone();
+            tokio::spawn(async move { member.run_write_rounds().await });
+        }
+        // A round that vanished (shutdown) may have proposed the write: its outcome is unknown.
+        result.await.unwrap_or(Err(MemberError::LeaderChanged))
+    }
+
+    /// Sends queued writes to the leader, a batch at a time, until none is queued.
+    async fn run_write_rounds(&self) {
+        while let Some((commands, replies)) = self.writes.next_batch() {
+            let count = commands.len();
+            match self.call_leader(LeaderCall::Writes(commands)).await {
+                Ok(LeaderAnswer::WrittenEach(results)) if results.len() == count => replies.answer(results),
+                Ok(other) => replies.fail(unexpected(&other)),
+                Err(error) => replies.fail(error),
+            }
         }
     }
 
     /// Returns once this member has applied everything committed before the call (etcd's
     /// linearizable read: the leader confirms its commit index with a quorum, then this member
     /// waits until it has applied that index). A member cut off from a quorum times out.
+    /// Concurrent barriers share read-index rounds (`read_index.rs`).
     pub async fn read_barrier(&self) -> Result<(), MemberError> {
         if self.config.unsafe_local_reads {
             return Ok(());
         }
         let timeout = self.request_timeout();
         let barrier = async {
-            let index = match self.call_leader(LeaderCall::ReadIndex).await? {
-                LeaderAnswer::ReadIndex(index) => index,
-                other => return Err(unexpected(&other)),
-            };
+            let index = self
+                .read_index_rounds
+                .read_index(|| async {
+                    match self.call_leader(LeaderCall::ReadIndex).await? {
+                        LeaderAnswer::ReadIndex(index) => Ok(index),
+                        other => Err(unexpected(&other)),
+                    }
+                })
+                .await?;
             self.raft.wait(None).applied_index_at_least(Some(index), "read index").await.map_err(raft_error)?;
             Ok(())
         };

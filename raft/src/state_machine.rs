@@ -88,22 +88,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut position = self.position()?;
         let mut commands = Vec::new();
-        // One slot per entry: who waits for its reply, and which command (if any) it carried.
+        // One slot per entry: who waits for its reply, and how many commands it carried (a
+        // blank or membership entry carries none).
         let mut slots = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             position.last_applied = Some(entry.log_id);
-            let command_index = match entry.payload {
+            let carried = match entry.payload {
                 EntryPayload::Blank => None,
                 EntryPayload::Normal(request) => {
-                    commands.push(request.command);
-                    Some(commands.len() - 1)
+                    let count = request.commands.len();
+                    commands.extend(request.commands);
+                    Some(count)
                 }
                 EntryPayload::Membership(membership) => {
                     position.membership = openraft::StoredMembership::new(Some(entry.log_id), membership);
                     None
                 }
             };
-            slots.push((responder, command_index));
+            slots.push((responder, carried));
         }
         if slots.is_empty() {
             return Ok(());
@@ -113,9 +115,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             listener.applied(&output.changes, self.store.revision());
         }
         let mut results = output.results.into_iter();
-        for (responder, command_index) in slots {
-            let reply = match command_index {
-                Some(_) => Reply::Applied(results.next().expect("one result per command")),
+        for (responder, carried) in slots {
+            let reply = match carried {
+                Some(count) => Reply::Applied(results.by_ref().take(count).collect()),
                 None => Reply::NoCommand,
             };
             if let Some(responder) = responder {

@@ -4,38 +4,52 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A client command, as replicated in the log.
+/// Client commands, as replicated in the log: one entry carries every write a member joined
+/// into one batch (`write_batch.rs`); each command still applies at its own revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
-    pub command: store::Command,
+    pub commands: Vec<store::Command>,
+}
+
+impl Request {
+    pub fn one(command: store::Command) -> Self {
+        Request { commands: vec![command] }
+    }
 }
 
 impl fmt::Display for Request {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Commands can be large; the variant is what a log line needs.
-        let command = match &self.command {
-            store::Command::AsUser { command, .. } => command.as_ref(),
-            command => command,
-        };
-        let kind = match command {
-            store::Command::Put(_) => "put",
-            store::Command::DeleteRange(_) => "delete_range",
-            store::Command::Txn(_) => "txn",
-            store::Command::Compact { .. } => "compact",
-            store::Command::LeaseGrant { .. } => "lease_grant",
-            store::Command::LeaseRevoke { .. } => "lease_revoke",
-            store::Command::LeaseCheckpoint { .. } => "lease_checkpoint",
-            store::Command::Auth(_) => "auth",
-            store::Command::AsUser { .. } => "nested_as_user",
-        };
-        formatter.write_str(kind)
+        // Commands can be large; their kinds are what a log line needs.
+        match self.commands.as_slice() {
+            [command] => formatter.write_str(command_kind(command)),
+            commands => write!(formatter, "batch of {}", commands.len()),
+        }
     }
 }
 
-/// What applying an entry returned. Blank and membership entries apply to nothing.
+fn command_kind(command: &store::Command) -> &'static str {
+    let command = match command {
+        store::Command::AsUser { command, .. } => command.as_ref(),
+        command => command,
+    };
+    match command {
+        store::Command::Put(_) => "put",
+        store::Command::DeleteRange(_) => "delete_range",
+        store::Command::Txn(_) => "txn",
+        store::Command::Compact { .. } => "compact",
+        store::Command::LeaseGrant { .. } => "lease_grant",
+        store::Command::LeaseRevoke { .. } => "lease_revoke",
+        store::Command::LeaseCheckpoint { .. } => "lease_checkpoint",
+        store::Command::Auth(_) => "auth",
+        store::Command::AsUser { .. } => "nested_as_user",
+    }
+}
+
+/// What applying an entry returned: one result per command of a [`Request`]. Blank and
+/// membership entries apply to nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
-    Applied(Result<store::Response, store::Error>),
+    Applied(Vec<Result<store::Response, store::Error>>),
     NoCommand,
 }
 

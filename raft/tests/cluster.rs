@@ -157,7 +157,7 @@ impl Cluster {
         });
         // A new leader refuses writes until its leadership is confirmed: retry, boundedly.
         for _attempt in 0..200 {
-            match self.router.member(leader).client_write(Request { command: command.clone() }).await {
+            match self.router.member(leader).client_write(Request::one(command.clone())).await {
                 Ok(response) => return response.data,
                 Err(error) if error.forward_to_leader().is_some() => {
                     tokio::time::sleep(Duration::from_millis(50)).await
@@ -195,11 +195,40 @@ async fn replicates_catches_up_by_snapshot_and_survives_leader_loss() {
     let mut revisions = Vec::new();
     for index in 0..20 {
         match cluster.put(leader, &format!("key-{index}")).await {
-            Reply::Applied(Ok(Response::Put(put))) => revisions.push(put.revision),
+            Reply::Applied(results) => match results.as_slice() {
+                [Ok(Response::Put(put))] => revisions.push(put.revision),
+                other => panic!("unexpected results {other:?}"),
+            },
             other => panic!("unexpected reply {other:?}"),
         }
     }
     assert_eq!(revisions, (2..22).collect::<Vec<i64>>());
+
+    // A batch entry (a member's joined writes) applies each command at its own revision, with
+    // its own result: here a put, a delete of a missing key, and another put.
+    let command = |key: &str| {
+        Command::Put(PutRequest {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: Bytes::from_static(b"v"),
+            ..PutRequest::default()
+        })
+    };
+    let missing = Command::DeleteRange(store::DeleteRangeRequest {
+        key: Bytes::from_static(b"missing"),
+        ..store::DeleteRangeRequest::default()
+    });
+    let batch = Request { commands: vec![command("batch-a"), missing, command("batch-b")] };
+    let reply = cluster.router.member(leader).client_write(batch).await.unwrap().data;
+    match reply {
+        Reply::Applied(results) => match results.as_slice() {
+            [Ok(Response::Put(first)), Ok(Response::DeleteRange(deleted)), Ok(Response::Put(second))] => {
+                assert_eq!((first.revision, second.revision), (22, 23), "one revision per put, none for the no-op");
+                assert_eq!(deleted.deleted, 0);
+            }
+            other => panic!("unexpected batch results {other:?}"),
+        },
+        other => panic!("unexpected reply {other:?}"),
+    }
     cluster.converged(leader, &[1, 2, 3]).await;
 
     // A follower cut off while the log moves past a snapshot and is purged catches up by
@@ -220,16 +249,18 @@ async fn replicates_catches_up_by_snapshot_and_survives_leader_loss() {
     cluster.converged(leader, &[1, 2, 3]).await;
     let lagging_metrics = cluster.router.member(lagging).metrics().borrow_watched().clone();
     assert!(lagging_metrics.snapshot.is_some(), "the lagging member caught up through a snapshot");
-    assert_eq!(cluster.stores[&lagging].revision(), 171);
+    assert_eq!(cluster.stores[&lagging].revision(), 173);
 
     // The leader is cut off: the other two elect a new one and go on; the old one rejoins.
     cluster.router.cut_off.lock().unwrap().insert(leader);
     let others: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
     let new_leader = cluster.leader(&others).await;
-    assert!(matches!(cluster.put(new_leader, "after-failover").await, Reply::Applied(Ok(_))));
+    assert!(
+        matches!(cluster.put(new_leader, "after-failover").await, Reply::Applied(results) if matches!(results.as_slice(), [Ok(_)]))
+    );
     cluster.router.cut_off.lock().unwrap().clear();
     cluster.converged(new_leader, &[1, 2, 3]).await;
-    assert_eq!(cluster.stores[&leader].revision(), 172);
+    assert_eq!(cluster.stores[&leader].revision(), 174);
 
     for id in [1, 2, 3] {
         cluster.router.member(id).shutdown().await.unwrap();

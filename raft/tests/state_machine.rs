@@ -23,7 +23,7 @@ fn put(index: u64, key: &str) -> EntryOf<TypeConfig> {
         value: Bytes::from_static(b"v"),
         ..PutRequest::default()
     });
-    Entry { log_id: log_id::<TypeConfig>(1, 0, index), payload: EntryPayload::Normal(Request { command }) }
+    Entry { log_id: log_id::<TypeConfig>(1, 0, index), payload: EntryPayload::Normal(Request::one(command)) }
 }
 
 #[derive(Default)]

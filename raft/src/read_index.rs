@@ -1,0 +1,125 @@
+//! Concurrent read barriers share read-index rounds. A linearizable read needs the leader's
+//! commit index as confirmed by a round that *started after the read arrived*; any such round
+//! serves every read waiting for it. So one round runs at a time, and a read that finds the
+//! latest finished round started after its arrival takes that round's answer instead of asking
+//! again (etcd's `linearizableReadLoop` does the same with its notifier). On a follower under
+//! load that is one forwarded call per round trip instead of one per read.
+//!
+//! The rounds are serialized by an async mutex, which is fair and cancel-safe: a caller that
+//! gives up while its round runs only hands the next round to the next waiter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A round's answer: the read index, or why there is none.
+pub(crate) type RoundResult<E> = Result<u64, E>;
+
+#[derive(Debug)]
+pub(crate) struct ReadIndexRounds<E> {
+    /// Held while a round runs.
+    running: tokio::sync::Mutex<()>,
+    /// Rounds started so far; a round's number is this count after it started.
+    started: AtomicU64,
+    /// The last finished round: its number and answer.
+    last: Mutex<Option<(u64, RoundResult<E>)>>,
+}
+
+impl<E> Default for ReadIndexRounds<E> {
+    fn default() -> Self {
+        ReadIndexRounds { running: tokio::sync::Mutex::new(()), started: AtomicU64::new(0), last: Mutex::new(None) }
+    }
+}
+
+impl<E: Clone> ReadIndexRounds<E> {
+    /// The answer of a round started after this call: run by this caller with `round`, or by
+    /// another caller that started one after this one arrived.
+    pub async fn read_index<F, Fut>(&self, round: F) -> RoundResult<E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = RoundResult<E>>,
+    {
+        let arrived_after = self.started.load(Ordering::SeqCst);
+        let _running = self.running.lock().await;
+        if let Some((number, answer)) = &*self.last.lock().expect("read index lock") {
+            if *number > arrived_after {
+                return answer.clone();
+            }
+        }
+        let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let answer = round().await;
+        *self.last.lock().expect("read index lock") = Some((number, answer.clone()));
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn reads_waiting_behind_a_round_share_the_next_one() {
+        let rounds: Arc<ReadIndexRounds<String>> = Arc::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        // The first read's round blocks until released; ten reads arrive meanwhile.
+        let first = {
+            let (rounds, calls, mut released) = (rounds.clone(), calls.clone(), released.clone());
+            tokio::spawn(async move {
+                rounds
+                    .read_index(|| async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        released.wait_for(|released| *released).await.unwrap();
+                        Ok(1)
+                    })
+                    .await
+            })
+        };
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiting: Vec<_> = (0..10)
+            .map(|_| {
+                let (rounds, calls) = (rounds.clone(), calls.clone());
+                tokio::spawn(async move {
+                    rounds
+                        .read_index(|| async move {
+                            let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                            Ok(call as u64 * 100)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        release.send(true).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(1));
+        let answers: Vec<_> = futures::future::join_all(waiting).await.into_iter().map(Result::unwrap).collect();
+        // None of the ten may use the round that started before it arrived (index 1); all of
+        // them share the second round.
+        assert_eq!(answers, vec![Ok(200); 10]);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_read_after_a_finished_round_starts_its_own_and_errors_are_shared_too() {
+        let rounds: ReadIndexRounds<String> = ReadIndexRounds::default();
+        assert_eq!(rounds.read_index(|| async { Ok(5) }).await, Ok(5));
+        assert_eq!(rounds.read_index(|| async { Ok(6) }).await, Ok(6), "the finished round started before it");
+        assert_eq!(rounds.read_index(|| async { Err("timeout".to_string()) }).await, Err("timeout".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_mid_round_does_not_stall_the_next() {
+        let rounds: Arc<ReadIndexRounds<String>> = Arc::default();
+        let abandoned = {
+            let rounds = rounds.clone();
+            tokio::spawn(async move { rounds.read_index(|| std::future::pending()).await })
+        };
+        tokio::task::yield_now().await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        assert_eq!(rounds.read_index(|| async { Ok(7) }).await, Ok(7));
+    }
+}
