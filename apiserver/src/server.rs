@@ -116,7 +116,12 @@ impl Server {
             state.stop();
         };
         let router = axum::Router::new().fallback(api::handle).with_state(self.state);
-        axum::serve(self.listener, router)
+        // Nagle off: a watch event or a streamed LIST chunk written while the previous one is
+        // unacknowledged would otherwise wait for the client's delayed ACK (up to 40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |stream: &mut tokio::net::TcpStream| {
+            let _ = stream.set_nodelay(true);
+        });
+        axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|error| Error::Internal(format!("serving the API: {error}")))
