@@ -31,6 +31,7 @@ mod keys;
 mod kubeconfig;
 mod kubernetes_service;
 mod list;
+mod list_body;
 mod managed_fields;
 mod namespaces;
 mod node_ports;

@@ -17,15 +17,17 @@
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::cached_object::CachedObject;
 use crate::continue_token::ContinueToken;
 use crate::error::{Error, ObjectRef, Result};
 use crate::http::{self, Output, Params};
+use crate::list_body::ListBody;
 use crate::registry::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector, ObjectFilter};
 use crate::state::{storage_error, ApiState};
@@ -206,7 +208,7 @@ fn list_metadata(info: &ResourceInfo, page: &Page) -> Value {
     metadata
 }
 
-/// The LIST answer: the cached encodings concatenated, a protobuf list, or a Table.
+/// The LIST answer: the cached encodings streamed ([`ListBody`]), a protobuf list, or a Table.
 pub async fn list(
     state: &ApiState,
     info: &ResourceInfo,
@@ -228,20 +230,11 @@ pub async fn list(
         return Ok(http::protobuf_response(StatusCode::OK, &list));
     }
     let head = json!({ "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata });
-    let head = serde_json::to_string(&head).expect("a JSON value encodes");
-    let items_bytes: usize = page.items.iter().map(|item| item.json.len() + 1).sum();
-    let mut body = BytesMut::with_capacity(head.len() + items_bytes + 16);
-    // `{"kind":..,"metadata":{..}` then `,"items":[...]}`: the head without its closing brace.
-    body.put_slice(&head.as_bytes()[..head.len() - 1]);
-    body.put_slice(b",\"items\":[");
-    for (index, item) in page.items.iter().enumerate() {
-        if index > 0 {
-            body.put_u8(b',');
-        }
-        body.put_slice(&item.json);
-    }
-    body.put_slice(b"]}");
-    Ok(http::bytes_response(StatusCode::OK, body.freeze()))
+    let head = serde_json::to_vec(&head).expect("a JSON value encodes");
+    // Streamed: the objects' cached encodings are sent as they are, not copied into one body.
+    let mut response = Response::new(Body::new(ListBody::new(&head, page.items)));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
 }
 
 /// GET of one object: a linearizable read unless a resourceVersion lets the cache answer.
