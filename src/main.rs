@@ -73,7 +73,8 @@ struct StoreArgs {
     /// Milliseconds.
     #[arg(long, default_value_t = 1000)]
     election_timeout: u64,
-    #[arg(long, default_value_t = 10_000)]
+    /// Commands applied between snapshots (after which the Raft log is purged); etcd's default.
+    #[arg(long, default_value_t = 100_000)]
     snapshot_count: u64,
     #[arg(long, default_value_t = 128)]
     max_txn_ops: usize,

@@ -64,7 +64,8 @@ pub struct MemberConfig {
     pub cluster_token: String,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
-    /// `--snapshot-count`: entries applied between snapshots.
+    /// `--snapshot-count`: commands applied between snapshots (etcd counts requests; one log
+    /// entry carries a batch of them).
     pub snapshot_count: u64,
     /// etcd's `--experimental-enable-lease-checkpoint` with its interval: the leader records
     /// each lease's remaining TTL this often, so a new leader restarts it from there rather
@@ -98,7 +99,7 @@ impl MemberConfig {
             cluster_token: "etcd-cluster".to_string(),
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
-            snapshot_count: 10_000,
+            snapshot_count: 100_000,
             lease_checkpoint_interval: None,
             auto_compaction: None,
             unsafe_local_reads: false,
@@ -196,6 +197,9 @@ pub struct Member {
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+/// How often a member checks whether `--snapshot-count` commands were applied since its last
+/// snapshot.
+const SNAPSHOT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the leader looks for expired leases, and how many it revokes per look.
 const LEASE_EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 const LEASE_REVOKES_PER_CHECK_MAX: usize = 100;
@@ -228,6 +232,7 @@ impl Member {
         let log = LogStore::open(config.data_dir.join("raft-log"))?;
         let snapshot_dir = config.data_dir.join("snapshots");
         let machine = StateMachine::new(store.clone(), &snapshot_dir, listener)?;
+        let applied_commands = machine.applied_commands();
         peer_service::remove_incoming_files(&snapshot_dir)?;
         // `raft-log/` and `snapshots/` may have just been made in the data dir: without this, a
         // power cut can drop their entries (and the synced log and snapshots in them) with it.
@@ -237,7 +242,8 @@ impl Member {
             heartbeat_interval: config.heartbeat_interval_ms,
             election_timeout_min: config.election_timeout_ms,
             election_timeout_max: config.election_timeout_ms * 2,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            // Triggered by `spawn_snapshot_trigger`, by commands rather than entries.
+            snapshot_policy: SnapshotPolicy::Never,
             max_payload_entries: APPEND_ENTRIES_MAX,
             ..Config::default()
         }
@@ -269,6 +275,7 @@ impl Member {
             member.bootstrap().await?;
         }
         member.spawn_leadership_duties();
+        member.spawn_snapshot_trigger(applied_commands);
         member.spawn_lease_expiry();
         if let Some(interval) = member.config.lease_checkpoint_interval {
             member.spawn_lease_checkpoints(interval);
@@ -639,6 +646,29 @@ impl Member {
     }
 
     /// Revokes expired leases through the log while this member leads.
+    /// Builds a snapshot (and so lets the log be purged) every `snapshot_count` applied
+    /// commands. openraft's own policy counts log entries, and an entry carries a whole batch.
+    fn spawn_snapshot_trigger(&self, applied_commands: Arc<std::sync::atomic::AtomicU64>) {
+        let member = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SNAPSHOT_CHECK_INTERVAL);
+            let mut at_last_snapshot = applied_commands.load(std::sync::atomic::Ordering::Relaxed);
+            loop {
+                tick.tick().await;
+                if member.is_stopping() || member.metrics().state == ServerState::Shutdown {
+                    return;
+                }
+                let applied = applied_commands.load(std::sync::atomic::Ordering::Relaxed);
+                if applied - at_last_snapshot < member.config.snapshot_count.max(1) {
+                    continue;
+                }
+                at_last_snapshot = applied;
+                // Fails only when Raft has stopped, which the next tick notices.
+                let _ = member.raft.trigger().snapshot().await;
+            }
+        });
+    }
+
     fn spawn_lease_expiry(&self) {
         let member = self.clone();
         tokio::spawn(async move {

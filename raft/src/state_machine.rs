@@ -43,6 +43,9 @@ pub struct StateMachine {
     store: Arc<Store>,
     snapshots: Arc<SnapshotDir>,
     listener: Option<Arc<dyn ChangeListener>>,
+    /// Commands (and blank or membership entries) applied since start: `--snapshot-count`
+    /// counts these, as etcd counts applied requests, not log entries (which carry batches).
+    applied_commands: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -56,7 +59,12 @@ impl StateMachine {
     pub fn new(store: Arc<Store>, snapshot_dir: &Path, listener: Option<Arc<dyn ChangeListener>>) -> io::Result<Self> {
         std::fs::create_dir_all(snapshot_dir)?;
         let snapshots = Arc::new(SnapshotDir { dir: snapshot_dir.to_path_buf(), next_scratch: AtomicU64::new(0) });
-        Ok(StateMachine { store, snapshots, listener })
+        Ok(StateMachine { store, snapshots, listener, applied_commands: Arc::default() })
+    }
+
+    /// The count of commands applied since start, shared with whoever triggers snapshots.
+    pub fn applied_commands(&self) -> Arc<AtomicU64> {
+        self.applied_commands.clone()
     }
 
     fn position(&self) -> io::Result<RaftPosition> {
@@ -110,10 +118,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if slots.is_empty() {
             return Ok(());
         }
+        let applied = slots.iter().map(|(_, carried)| carried.unwrap_or(1) as u64).sum::<u64>();
         let output = self.store.apply(&commands, &codec::encode(&position)?).map_err(store_error)?;
         if let Some(listener) = &self.listener {
             listener.applied(&output.changes, self.store.revision());
         }
+        self.applied_commands.fetch_add(applied, Ordering::Relaxed);
         let mut results = output.results.into_iter();
         for (responder, carried) in slots {
             let reply = match carried {
@@ -170,26 +180,36 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotFile>, io::Error> {
-        let scratch = self.snapshots.scratch_path();
-        let copy = self.store.snapshot(&scratch).map_err(store_error)?;
-        // The position inside the copy is the one its data is at.
-        let position: RaftPosition = match copy.applied_position().map_err(store_error)? {
-            Some(bytes) => codec::decode(&bytes, "snapshot applied position")?,
-            None => RaftPosition::default(),
-        };
-        let meta = openraft::SnapshotMeta { last_log_id: position.last_applied, last_membership: position.membership };
-        let path = self.snapshots.data_path(&meta);
-        let partial = path.with_extension("partial");
-        {
-            let mut file = io::BufWriter::new(std::fs::File::create(&partial)?);
-            copy.write_to(&mut file).map_err(store_error)?;
-            file.into_inner().map_err(|error| error.into_error())?.sync_all()?;
-        }
-        std::fs::rename(&partial, &path)?;
-        write_durably(&self.snapshots.meta_path(&meta), &codec::encode(&meta)?)?;
-        self.snapshots.remove_older_than(&meta)?;
-        Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
+        // Copying the store and writing it out is blocking disk work of up to seconds: off the
+        // runtime's workers, which would otherwise stop serving (on two cores, half of them).
+        let (store, snapshots) = (self.store.clone(), self.snapshots.clone());
+        tokio::task::spawn_blocking(move || build_snapshot_file(&store, &snapshots))
+            .await
+            .map_err(|error| io::Error::other(format!("building a snapshot: {error}")))?
     }
+}
+
+/// Writes a consistent copy of the store as the newest snapshot file, with its metadata.
+fn build_snapshot_file(store: &Store, snapshots: &SnapshotDir) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
+    let scratch = snapshots.scratch_path();
+    let copy = store.snapshot(&scratch).map_err(store_error)?;
+    // The position inside the copy is the one its data is at.
+    let position: RaftPosition = match copy.applied_position().map_err(store_error)? {
+        Some(bytes) => codec::decode(&bytes, "snapshot applied position")?,
+        None => RaftPosition::default(),
+    };
+    let meta = openraft::SnapshotMeta { last_log_id: position.last_applied, last_membership: position.membership };
+    let path = snapshots.data_path(&meta);
+    let partial = path.with_extension("partial");
+    {
+        let mut file = io::BufWriter::new(std::fs::File::create(&partial)?);
+        copy.write_to(&mut file).map_err(store_error)?;
+        file.into_inner().map_err(|error| error.into_error())?.sync_all()?;
+    }
+    std::fs::rename(&partial, &path)?;
+    write_durably(&snapshots.meta_path(&meta), &codec::encode(&meta)?)?;
+    snapshots.remove_older_than(&meta)?;
+    Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
 }
 
 /// The directory of snapshot files: `<last index>-<term>.snap` with a `.meta` beside it. The
