@@ -115,7 +115,7 @@ mod tests {
         let rounds: Arc<ReadIndexRounds<String>> = Arc::default();
         let abandoned = {
             let rounds = rounds.clone();
-            tokio::spawn(async move { rounds.read_index(|| std::future::pending()).await })
+            tokio::spawn(async move { rounds.read_index(std::future::pending).await })
         };
         tokio::task::yield_now().await;
         abandoned.abort();
