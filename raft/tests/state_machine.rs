@@ -80,3 +80,30 @@ fn commands_apply_once_across_restarts() {
         assert_eq!(all.kvs.len(), 2);
     });
 }
+
+/// `--snapshot-count` counts applied commands: an entry carrying a batch counts each of its
+/// commands (each at its own revision), a blank or membership entry counts one.
+#[test]
+fn applied_commands_count_each_command_of_a_batch_entry() {
+    TypeConfig::run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir.path().join("store"));
+        let mut machine = StateMachine::new(store.clone(), &dir.path().join("snapshots"), None).unwrap();
+        let applied = machine.applied_commands();
+        let commands: Vec<Command> = ["a", "b", "c"]
+            .into_iter()
+            .map(|key| {
+                Command::Put(PutRequest {
+                    key: Bytes::copy_from_slice(key.as_bytes()),
+                    value: Bytes::from_static(b"v"),
+                    ..PutRequest::default()
+                })
+            })
+            .collect();
+        let batch = Entry { log_id: log_id::<TypeConfig>(1, 0, 2), payload: EntryPayload::Normal(Request { commands }) };
+        let entries = vec![Ok((openraft::testing::blank_ent::<TypeConfig>(1, 0, 1), None)), Ok((batch, None))];
+        machine.apply(futures::stream::iter(entries)).await.unwrap();
+        assert_eq!(applied.load(std::sync::atomic::Ordering::Relaxed), 4);
+        assert_eq!(store.revision(), 4, "three puts, three revisions");
+    });
+}
