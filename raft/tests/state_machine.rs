@@ -100,7 +100,8 @@ fn applied_commands_count_each_command_of_a_batch_entry() {
                 })
             })
             .collect();
-        let batch = Entry { log_id: log_id::<TypeConfig>(1, 0, 2), payload: EntryPayload::Normal(Request { commands }) };
+        let batch =
+            Entry { log_id: log_id::<TypeConfig>(1, 0, 2), payload: EntryPayload::Normal(Request { commands }) };
         let entries = vec![Ok((openraft::testing::blank_ent::<TypeConfig>(1, 0, 1), None)), Ok((batch, None))];
         machine.apply(futures::stream::iter(entries)).await.unwrap();
         assert_eq!(applied.load(std::sync::atomic::Ordering::Relaxed), 4);
