@@ -149,7 +149,7 @@ impl Member {
                 }
                 self.propose(command).await.map(LeaderAnswer::Written)
             }
-            LeaderCall::Writes(commands) => Ok(LeaderAnswer::WrittenEach(self.propose_admitted(commands).await)),
+            LeaderCall::Writes(commands) => self.propose_admitted(commands).await.map(LeaderAnswer::WrittenEach),
             LeaderCall::ReadIndex => {
                 let linearizer = self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await.map_err(read_error)?;
                 Ok(LeaderAnswer::ReadIndex(linearizer.read_log_id().index()))
@@ -240,11 +240,12 @@ impl Member {
     }
 
     /// Proposes, as one entry, the commands the quota admits; the others are refused with
-    /// `NoSpace`, each on its own, as etcd refuses each request past its quota.
-    async fn propose_admitted(&self, commands: Vec<Command>) -> Vec<WriteResult> {
-        let count = commands.len();
-        let mut outcomes: Vec<Option<WriteResult>> = Vec::with_capacity(count);
-        let mut admitted = Vec::with_capacity(count);
+    /// `NoSpace`, each on its own, as etcd refuses each request past its quota. A failed
+    /// proposal fails the call, so a refusal before proposing (not the leader) is retried on the
+    /// next leader like a single write, never handed to the clients as their answer.
+    async fn propose_admitted(&self, commands: Vec<Command>) -> Result<Vec<WriteResult>, MemberError> {
+        let mut outcomes: Vec<Option<WriteResult>> = Vec::with_capacity(commands.len());
+        let mut admitted = Vec::with_capacity(commands.len());
         for command in commands {
             if self.quota.admits(&command, || self.store.size_bytes()) {
                 admitted.push(command);
@@ -253,22 +254,16 @@ impl Member {
                 outcomes.push(Some(Err(MemberError::NoSpace)));
             }
         }
-        let mut results: Box<dyn Iterator<Item = WriteResult> + Send> = if admitted.is_empty() {
-            Box::new(std::iter::empty())
-        } else {
-            let proposed = admitted.len();
-            match self.propose_all(admitted).await {
-                Ok(results) if results.len() == proposed => Box::new(results.into_iter().map(Ok)),
-                Ok(_) => Box::new(std::iter::repeat_with(|| {
-                    Err(MemberError::Raft("an entry applied with another count of results".into()))
-                })),
-                Err(error) => Box::new(std::iter::repeat_with(move || Err(error.clone()))),
-            }
-        };
-        outcomes
+        let proposed = admitted.len();
+        let results = if admitted.is_empty() { Vec::new() } else { self.propose_all(admitted).await? };
+        if results.len() != proposed {
+            return Err(MemberError::Raft("an entry applied with another count of results".into()));
+        }
+        let mut results = results.into_iter().map(Ok);
+        Ok(outcomes
             .into_iter()
             .map(|outcome| outcome.unwrap_or_else(|| results.next().expect("one result per admitted command")))
-            .collect()
+            .collect())
     }
 
     /// Proposes commands as one entry through this member's Raft (which must lead); one
