@@ -243,7 +243,10 @@ async fn a_crash_during_snapshot_install_recovers_on_restart() {
     let follower = (leader + 1) % 3;
     cluster.kill(follower);
     let writer = Writer::start(vec![cluster.nodes[leader].endpoint()], "install/");
-    writer.wait_for_more(1500).await;
+    // The leader purges its log behind a snapshot only while no replication request to the
+    // dead follower is in flight over that range (openraft), so give it many snapshots (one
+    // per 100 writes) to find a moment: the follower must come back behind the purge point.
+    writer.wait_for_more(3000).await;
     let written = writer.finish().await;
     for point in ["raft::snapshot::before_install", "store::snapshot::after_marker"] {
         cluster.restart_with_env(follower, &[("FAILPOINTS", &format!("{point}=panic"))]);
