@@ -214,6 +214,57 @@ impl WatchCache {
         CachePage { items, revision: state.revision, continue_after }
     }
 
+    /// Like [`WatchCache::list`], but as the objects were at `revision`, which the event history
+    /// must still cover (None otherwise): the current objects, with every key changed since
+    /// `revision` taken back to the version its first later event replaced. This serves a
+    /// paginated LIST's later pages from memory while writes go on, instead of reading and
+    /// decoding them again from store history.
+    pub fn list_at(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        filter: &ObjectFilter,
+        limit: usize,
+        revision: i64,
+    ) -> Option<CachePage> {
+        let state = self.state.read().expect("cache lock");
+        if revision < state.oldest || revision > state.revision {
+            return None;
+        }
+        let in_range = |key: &[u8]| key.starts_with(prefix) && after.is_none_or(|after| key > after);
+        // Keys changed after `revision` → their version at `revision` (None: absent then).
+        let mut then: BTreeMap<&Bytes, Option<&Arc<CachedObject>>> = BTreeMap::new();
+        let first = state.history.partition_point(|event| event.revision <= revision);
+        for event in state.history.range(first..) {
+            if in_range(&event.object.key) {
+                then.entry(&event.object.key).or_insert(event.prev.as_ref());
+            }
+        }
+        let start = match after {
+            Some(after) => std::ops::Bound::Excluded(Bytes::copy_from_slice(after)),
+            None => std::ops::Bound::Included(Bytes::copy_from_slice(prefix)),
+        };
+        let now = state
+            .objects
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter(|(key, _)| !then.contains_key(key));
+        let changed = then.iter().filter_map(|(key, object)| object.map(|object| (*key, object)));
+        let mut items = Vec::new();
+        let mut continue_after = None;
+        for (_, object) in merge_by_key(now, changed) {
+            if !filter.matches(object) {
+                continue;
+            }
+            if limit > 0 && items.len() == limit {
+                continue_after = items.last().map(|last: &Arc<CachedObject>| last.key.clone());
+                break;
+            }
+            items.push(object.clone());
+        }
+        Some(CachePage { items, revision, continue_after })
+    }
+
     /// The events after `revision`, at most `max`, with the cache's revision.
     pub fn events_after(&self, revision: i64, max: usize) -> Result<(Vec<Arc<CacheEvent>>, i64), TooOld> {
         let state = self.state.read().expect("cache lock");
@@ -235,6 +286,19 @@ impl WatchCache {
     pub fn get(&self, key: &[u8]) -> Option<Arc<CachedObject>> {
         self.state.read().expect("cache lock").objects.get(key).cloned()
     }
+}
+
+/// Two iterators sorted by distinct keys, merged into one sorted by key.
+fn merge_by_key<'a, T: 'a>(
+    left: impl Iterator<Item = (&'a Bytes, T)>,
+    right: impl Iterator<Item = (&'a Bytes, T)>,
+) -> impl Iterator<Item = (&'a Bytes, T)> {
+    let (mut left, mut right) = (left.peekable(), right.peekable());
+    std::iter::from_fn(move || match (left.peek(), right.peek()) {
+        (Some((left_key, _)), Some((right_key, _))) if right_key < left_key => right.next(),
+        (Some(_), _) => left.next(),
+        (None, _) => right.next(),
+    })
 }
 
 #[cfg(test)]
@@ -285,6 +349,55 @@ mod tests {
         assert_eq!(through, 17);
         assert_eq!(events[1].object.revision, 16, "a deleted object carries the delete's revision");
         assert_eq!(cache.events_after(10, 100).unwrap_err(), TooOld { oldest: 11 });
+    }
+
+    fn names(page: &CachePage) -> Vec<(String, i64)> {
+        page.items.iter().map(|item| (item.name().to_string(), item.revision)).collect()
+    }
+
+    #[test]
+    fn list_at_a_past_revision_undoes_the_later_events() {
+        let cache = WatchCache::new(configmaps(), 100);
+        cache.reset(Vec::new(), 1);
+        cache.apply(&[put("a", 2, 2, None), put("b", 3, 3, None), put("d", 4, 4, None)], 4);
+        // After revision 4: b modified twice, c created, d deleted, e created.
+        let mut delete_d = put("d", 7, 4, Some(4));
+        delete_d.kind = EventKind::Delete;
+        cache.apply(&[put("b", 5, 3, Some(3)), put("c", 6, 6, None), delete_d, put("b", 8, 3, Some(5))], 8);
+        cache.apply(&[put("e", 9, 9, None)], 9);
+        let prefix = b"/registry/configmaps/";
+        let all = ObjectFilter::default();
+
+        let then = cache.list_at(prefix, None, &all, 0, 4).unwrap();
+        assert_eq!(names(&then), [("a".into(), 2), ("b".into(), 3), ("d".into(), 4)]);
+        assert_eq!(then.revision, 4);
+        let json: serde_json::Value = serde_json::from_slice(&then.items[1].json).unwrap();
+        assert_eq!(json["metadata"]["resourceVersion"], "3", "b as it was at 4");
+
+        // Paged at 6, resuming after a key that changed since.
+        let first = cache.list_at(prefix, None, &all, 2, 6).unwrap();
+        assert_eq!(names(&first), [("a".into(), 2), ("b".into(), 5)]);
+        let after = first.continue_after.unwrap();
+        let second = cache.list_at(prefix, Some(&after), &all, 2, 6).unwrap();
+        assert_eq!(names(&second), [("c".into(), 6), ("d".into(), 4)]);
+        assert!(second.continue_after.is_none(), "e did not exist at 6");
+
+        let now = cache.list_at(prefix, None, &all, 0, 9).unwrap();
+        assert_eq!(names(&now), names(&cache.list(prefix, None, &all, 0)));
+        assert!(cache.list_at(prefix, None, &all, 0, 10).is_none(), "the cache has not reached 10");
+        assert!(cache.list_at(prefix, None, &all, 0, 0).is_none(), "before the cache's list");
+    }
+
+    #[test]
+    fn list_at_needs_the_history_back_to_its_revision() {
+        let cache = WatchCache::new(configmaps(), 2);
+        cache.reset(Vec::new(), 1);
+        cache.apply(&[put("a", 2, 2, None), put("b", 3, 3, None), put("c", 4, 4, None)], 4);
+        let all = ObjectFilter::default();
+        // a@2 was dropped from the history, so 2 is the oldest revision it can take back to.
+        assert!(cache.list_at(b"/registry/configmaps/", None, &all, 0, 1).is_none());
+        let page = cache.list_at(b"/registry/configmaps/", None, &all, 0, 2).unwrap();
+        assert_eq!(names(&page), [("a".into(), 2)]);
     }
 
     #[test]

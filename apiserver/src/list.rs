@@ -12,8 +12,9 @@
 //! - N (NotOlderThan): wait until the cache reaches N, then answer from it. Over a feed without
 //!   progress at every revision, wait only [`WAIT_WITHOUT_PROGRESS`], then read the store now
 //!   (at least as new as N).
-//! - N with resourceVersionMatch=Exact, and continue tokens whose revision the cache has moved
-//!   past: read from store history at that revision (410 Expired once compacted).
+//! - N with resourceVersionMatch=Exact, and continue tokens: from the cache as it was at that
+//!   revision while its event history covers it ([`crate::cache::WatchCache::list_at`]), else
+//!   from store history at that revision (410 Expired once compacted).
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::cache::WatchCache;
 use crate::cached_object::CachedObject;
 use crate::continue_token::ContinueToken;
 use crate::error::{Error, ObjectRef, Result};
@@ -76,9 +78,8 @@ pub async fn page(state: &ApiState, info: &ResourceInfo, namespace: Option<&str>
         if !after.starts_with(&prefix) {
             return Err(Error::BadRequest("continue key is not valid: it belongs to another collection".into()));
         }
-        if cache.revision() == token.revision {
-            let page = cache.list(&prefix, Some(&after), &filter, limit);
-            if page.revision == token.revision {
+        if servable_from_cache(state, cache, token.revision) {
+            if let Some(page) = cache.list_at(&prefix, Some(&after), &filter, limit, token.revision) {
                 return Ok(Page { items: page.items, revision: page.revision, continue_after: page.continue_after });
             }
         }
@@ -107,7 +108,18 @@ pub async fn page(state: &ApiState, info: &ResourceInfo, namespace: Option<&str>
         Some(0) => {
             cache_ready(state, info).await?;
         }
-        Some(wanted) if exact => return from_storage(state, info, &prefix, None, wanted, &filter, limit).await,
+        Some(wanted) if exact => {
+            if servable_from_cache(state, cache, wanted) {
+                if let Some(page) = cache.list_at(&prefix, None, &filter, limit, wanted) {
+                    return Ok(Page {
+                        items: page.items,
+                        revision: page.revision,
+                        continue_after: page.continue_after,
+                    });
+                }
+            }
+            return from_storage(state, info, &prefix, None, wanted, &filter, limit).await;
+        }
         Some(wanted) if !state.storage.progress_at_every_revision() => {
             if !cache.wait_for(wanted, WAIT_WITHOUT_PROGRESS).await {
                 return from_storage(state, info, &prefix, None, 0, &filter, limit).await;
@@ -138,6 +150,16 @@ pub async fn page(state: &ApiState, info: &ResourceInfo, namespace: Option<&str>
     }
     let page = cache.list(&prefix, None, &filter, limit);
     Ok(Page { items: page.items, revision: page.revision, continue_after: page.continue_after })
+}
+
+/// Whether the cache may answer a LIST at past `revision`: the store must not have compacted it
+/// (a read there is 410 Expired, as over etcd). Where the compact revision is not known locally,
+/// only the cache's current revision qualifies.
+fn servable_from_cache(state: &ApiState, cache: &WatchCache, revision: i64) -> bool {
+    match state.storage.known_compact_revision() {
+        Some(compacted) => revision >= compacted,
+        None => cache.revision() == revision,
+    }
 }
 
 /// Reads a page from the store at `revision` (0: a linearizable read now, and the pages after

@@ -132,6 +132,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Compacts history below `revision`.
     fn compact(&self, revision: i64) -> BoxFuture<'_, StorageResult<()>>;
 
+    /// The revision below which history is compacted, when known without a request (keel's own
+    /// replica knows it; over etcd, None). A LIST at an older revision must answer 410 Expired
+    /// even while the watch cache could still rebuild it.
+    fn known_compact_revision(&self) -> Option<i64> {
+        None
+    }
+
     /// Whether [`Storage::watch`]'s feed reports progress at every store revision. Only then may
     /// a consistent read wait for a cache fed by it to reach the store's current revision; without
     /// it the cache may never hear of a revision at which its resource did not change.

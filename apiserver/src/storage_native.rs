@@ -221,6 +221,10 @@ impl Storage for NativeStorage {
         .boxed()
     }
 
+    fn known_compact_revision(&self) -> Option<i64> {
+        Some(self.member.store().compact_revision())
+    }
+
     fn compact(&self, revision: i64) -> BoxFuture<'_, StorageResult<()>> {
         async move {
             self.write(Command::Compact { revision }).await?;

@@ -119,6 +119,12 @@ impl KeelServer {
     }
 
     /// The port the Kubernetes API serves on (`--secure-port`).
+    /// The etcd API's URL (`--listen-client-urls`).
+    pub fn etcd_url(&self) -> &str {
+        let flag = self.args.iter().position(|arg| arg == "--listen-client-urls").expect("a client URL");
+        &self.args[flag + 1]
+    }
+
     pub fn api_port(&self) -> u16 {
         let flag = self.args.iter().position(|arg| arg == "--secure-port").expect("the harness sets --secure-port");
         self.args[flag + 1].parse().unwrap()
