@@ -95,6 +95,7 @@ pub fn test_options() -> StoreOptions {
     let mut options = StoreOptions::default();
     options.compaction.batch_keys_max = 3;
     options.compaction.pause_between_batches_ms = 0;
+    options.compaction.busy_percent = 100;
     options
 }
 
