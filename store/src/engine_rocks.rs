@@ -137,7 +137,9 @@ impl Engine for RocksEngine {
     fn consistent_copy(&self, scratch: &Path) -> Result<Arc<dyn Engine>> {
         let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db).map_err(engine_error)?;
         checkpoint.create_checkpoint(scratch).map_err(engine_error)?;
-        Ok(Arc::new(RocksEngine::open(scratch, &RocksOptions::default())?))
+        // The copy is read once by bulk cursors, which bypass the block cache: keep it tiny.
+        let options = RocksOptions { block_cache_bytes: 1 << 20, ..RocksOptions::default() };
+        Ok(Arc::new(RocksEngine::open(scratch, &options)?))
     }
 
     fn clear(&self) -> Result<()> {
