@@ -40,6 +40,10 @@ impl KeelStore {
     }
 
     fn start_with(data_dir: &Path, port: u16, extra: &[&str]) -> KeelStore {
+        KeelStore::start_with_env(data_dir, port, extra, &[])
+    }
+
+    fn start_with_env(data_dir: &Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> KeelStore {
         let endpoint = format!("127.0.0.1:{port}");
         // The peer port is recorded in the data dir's membership, so a restart reuses it.
         let peer_url = peer_url_for(data_dir);
@@ -51,6 +55,7 @@ impl KeelStore {
             .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--heartbeat-interval", "50", "--election-timeout", "300"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -463,4 +468,31 @@ fn etcdctl_accepts_endpoints_with_a_scheme() {
     let status = support::etcdctl(&with_scheme, &["endpoint", "status", "-w", "json"], "");
     assert!(String::from_utf8_lossy(&status.stdout).contains("\"revision\":2"), "{status:?}");
     assert_eq!(keel.must(&["get", "schemed", "--print-value-only"]), "yes\n");
+}
+
+/// The environment a process runs with (`/proc/PID/environ`).
+fn environment_of(pid: u32) -> Vec<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    bytes.split(|byte| *byte == 0).map(|entry| String::from_utf8_lossy(entry).into_owned()).collect()
+}
+
+/// `keel store` re-executes itself once with glibc malloc tunables (src/malloc_tunables.rs),
+/// keeping its PID and arguments, and leaves a GLIBC_TUNABLES the user set alone.
+#[test]
+fn the_store_runs_with_glibc_malloc_tunables_unless_the_user_set_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let keel = KeelStore::start(dir.path(), free_port());
+    let tunables = environment_of(keel.child.id()).into_iter().find(|entry| entry.starts_with("GLIBC_TUNABLES="));
+    // glibc cuts the variable at its first tunable while parsing it in place.
+    assert!(
+        tunables.as_deref().is_some_and(|value| value.starts_with("GLIBC_TUNABLES=glibc.malloc.mmap_threshold=262144")),
+        "{tunables:?}"
+    );
+    assert_eq!(keel.must(&["put", "after-exec", "1"]), "OK\n");
+    drop(keel);
+
+    let dir = tempfile::tempdir().unwrap();
+    let own = [("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")];
+    let keel = KeelStore::start_with_env(dir.path(), free_port(), &[], &own);
+    assert!(environment_of(keel.child.id()).contains(&"GLIBC_TUNABLES=glibc.malloc.arena_max=4".to_string()));
 }

@@ -67,6 +67,9 @@ pub struct MemberConfig {
     /// `--snapshot-count`: commands applied between snapshots (etcd counts requests; one log
     /// entry carries a batch of them).
     pub snapshot_count: u64,
+    /// The store's RocksDB block cache. `keel server` keeps it small: there the apiserver's
+    /// watch cache holds every object, and the block cache only serves writes' version seeks.
+    pub block_cache_bytes: usize,
     /// etcd's `--experimental-enable-lease-checkpoint` with its interval: the leader records
     /// each lease's remaining TTL this often, so a new leader restarts it from there rather
     /// than from the full TTL.
@@ -100,6 +103,7 @@ impl MemberConfig {
             heartbeat_interval_ms: 100,
             election_timeout_ms: 1000,
             snapshot_count: 100_000,
+            block_cache_bytes: store::RocksOptions::default().block_cache_bytes,
             lease_checkpoint_interval: None,
             auto_compaction: None,
             unsafe_local_reads: false,
@@ -214,7 +218,9 @@ impl Member {
     /// member starts applying.
     pub fn open_store(config: &MemberConfig) -> Result<Arc<Store>, MemberError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let engine = store::RocksEngine::open(config.data_dir.join("store"), &store::RocksOptions::default())?;
+        let rocks =
+            store::RocksOptions { block_cache_bytes: config.block_cache_bytes, ..store::RocksOptions::default() };
+        let engine = store::RocksEngine::open(config.data_dir.join("store"), &rocks)?;
         Ok(Arc::new(Store::open(Arc::new(engine), config.store.clone())?))
     }
 
