@@ -207,6 +207,7 @@ async fn crash_points_in_log_append_and_apply_lose_no_acknowledged_write() {
     let points = [
         "raft::log::before_append",
         "raft::log::after_append",
+        "raft::log::before_sync",
         "store::apply::before_write",
         "store::apply::after_write",
     ];

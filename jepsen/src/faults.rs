@@ -85,9 +85,10 @@ struct InForce {
 const POWER_LOSS_ALL_SHARE: f64 = 0.25;
 
 /// keel's crash points (`keel` built with `--features keel/failpoints`).
-pub const FAILPOINTS: [&str; 7] = [
+pub const FAILPOINTS: [&str; 8] = [
     "raft::log::before_append",
     "raft::log::after_append",
+    "raft::log::before_sync",
     "store::apply::before_write",
     "store::apply::after_write",
     "raft::snapshot::before_install",

@@ -1,14 +1,20 @@
 //! The Raft log on RocksDB: entries by index, and the vote, committed id and purge point.
 //!
 //! Every write that openraft must find after a crash is synced before it is acknowledged: the
-//! vote before `save_vote` returns, entries before the append callback fires. One `append` call
-//! carries every entry openraft batched, so many proposals share one fsync (group commit).
+//! vote before `save_vote` returns, entries before the append callback fires. `append` only writes
+//! (the entries are readable at once, as openraft requires) and hands its callback to
+//! [`WalSyncer`], which syncs the write-ahead log on a blocking thread: Raft's core task never
+//! waits for the disk, so a leader sends an entry to its followers while its own fsync runs, and
+//! every append queued during one fsync shares the next (group commit).
+//! The committed id is written without a sync: losing it only makes a restart re-learn the commit
+//! point from the leader, and the log's order means it never survives without the entries it
+//! names.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
@@ -29,6 +35,61 @@ const LOG_WRITE_BUFFER_BYTES: usize = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    syncer: Arc<WalSyncer>,
+}
+
+/// Appends waiting for the write-ahead log's fsync, and whether a blocking thread is syncing.
+#[derive(Default)]
+struct WalSyncer {
+    state: Mutex<SyncerState>,
+}
+
+#[derive(Default)]
+struct SyncerState {
+    waiting: Vec<IOFlushed<TypeConfig>>,
+    syncing: bool,
+}
+
+impl Debug for WalSyncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalSyncer").finish_non_exhaustive()
+    }
+}
+
+impl WalSyncer {
+    /// Calls `callback` once everything written before now is on disk.
+    fn after_next_sync(self: &Arc<Self>, db: &Arc<DB>, callback: IOFlushed<TypeConfig>) {
+        let mut state = self.state.lock().expect("syncer lock");
+        state.waiting.push(callback);
+        if state.syncing {
+            return; // the running round picks it up when its fsync returns
+        }
+        state.syncing = true;
+        drop(state);
+        let (syncer, db) = (Arc::clone(self), Arc::clone(db));
+        tokio::task::spawn_blocking(move || syncer.sync_until_idle(&db));
+    }
+
+    /// One fsync per round, for every append queued before it started; stops when none wait.
+    fn sync_until_idle(&self, db: &DB) {
+        loop {
+            let waiting = {
+                let mut state = self.state.lock().expect("syncer lock");
+                if state.waiting.is_empty() {
+                    state.syncing = false;
+                    return;
+                }
+                std::mem::take(&mut state.waiting)
+            };
+            let result = crate::failpoint("raft::log::before_sync").and_then(|()| db.flush_wal(true).map_err(io_error));
+            for callback in waiting {
+                callback.io_completed(match &result {
+                    Ok(()) => Ok(()),
+                    Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
+                });
+            }
+        }
+    }
 }
 
 fn io_error(error: rocksdb::Error) -> io::Error {
@@ -51,7 +112,7 @@ impl LogStore {
             ColumnFamilyDescriptor::new(STATE, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&options, path, families).map_err(io_error)?;
-        Ok(LogStore { db: Arc::new(db) })
+        Ok(LogStore { db: Arc::new(db), syncer: Arc::default() })
     }
 
     fn family(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -65,9 +126,14 @@ impl LogStore {
         }
     }
 
+    /// Writes and syncs `batch` (and everything written before it).
     fn write(&self, batch: WriteBatch) -> io::Result<()> {
+        self.write_with_sync(batch, true)
+    }
+
+    fn write_with_sync(&self, batch: WriteBatch, sync: bool) -> io::Result<()> {
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(sync);
         self.db.write_opt(batch, &options).map_err(io_error)
     }
 
@@ -141,7 +207,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
         let mut batch = WriteBatch::default();
         batch.put_cf(self.family(STATE), COMMITTED, codec::encode(&committed)?);
-        self.write(batch)
+        self.write_with_sync(batch, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
@@ -158,14 +224,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(self.family(ENTRIES), index_key(entry.log_id.index), codec::encode(&entry)?);
         }
         crate::failpoint("raft::log::before_append")?;
-        let result = self.write(batch);
+        self.write_with_sync(batch, false)?;
         crate::failpoint("raft::log::after_append")?;
-        let outcome = match &result {
-            Ok(()) => Ok(()),
-            Err(error) => Err(io::Error::new(error.kind(), error.to_string())),
-        };
-        callback.io_completed(outcome);
-        result
+        self.syncer.after_next_sync(&self.db, callback);
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
