@@ -192,26 +192,7 @@ impl WatchCache {
     /// Up to `limit` (0: all) objects under `prefix` after key `after`, that `filter` selects.
     pub fn list(&self, prefix: &[u8], after: Option<&[u8]>, filter: &ObjectFilter, limit: usize) -> CachePage {
         let state = self.state.read().expect("cache lock");
-        let mut items = Vec::new();
-        let mut continue_after = None;
-        let start = match after {
-            Some(after) => std::ops::Bound::Excluded(Bytes::copy_from_slice(after)),
-            None => std::ops::Bound::Included(Bytes::copy_from_slice(prefix)),
-        };
-        for (key, object) in state.objects.range((start, std::ops::Bound::Unbounded)) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if !filter.matches(object) {
-                continue;
-            }
-            if limit > 0 && items.len() == limit {
-                continue_after = items.last().map(|last: &Arc<CachedObject>| last.key.clone());
-                break;
-            }
-            items.push(object.clone());
-        }
-        CachePage { items, revision: state.revision, continue_after }
+        page_at(&state, prefix, after, filter, limit, state.revision)
     }
 
     /// Like [`WatchCache::list`], but as the objects were at `revision`, which the event history
@@ -231,38 +212,7 @@ impl WatchCache {
         if revision < state.oldest || revision > state.revision {
             return None;
         }
-        let in_range = |key: &[u8]| key.starts_with(prefix) && after.is_none_or(|after| key > after);
-        // Keys changed after `revision` → their version at `revision` (None: absent then).
-        let mut then: BTreeMap<&Bytes, Option<&Arc<CachedObject>>> = BTreeMap::new();
-        let first = state.history.partition_point(|event| event.revision <= revision);
-        for event in state.history.range(first..) {
-            if in_range(&event.object.key) {
-                then.entry(&event.object.key).or_insert(event.prev.as_ref());
-            }
-        }
-        let start = match after {
-            Some(after) => std::ops::Bound::Excluded(Bytes::copy_from_slice(after)),
-            None => std::ops::Bound::Included(Bytes::copy_from_slice(prefix)),
-        };
-        let now = state
-            .objects
-            .range((start, std::ops::Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .filter(|(key, _)| !then.contains_key(key));
-        let changed = then.iter().filter_map(|(key, object)| object.map(|object| (*key, object)));
-        let mut items = Vec::new();
-        let mut continue_after = None;
-        for (_, object) in merge_by_key(now, changed) {
-            if !filter.matches(object) {
-                continue;
-            }
-            if limit > 0 && items.len() == limit {
-                continue_after = items.last().map(|last: &Arc<CachedObject>| last.key.clone());
-                break;
-            }
-            items.push(object.clone());
-        }
-        Some(CachePage { items, revision, continue_after })
+        Some(page_at(&state, prefix, after, filter, limit, revision))
     }
 
     /// The events after `revision`, at most `max`, with the cache's revision.
@@ -286,6 +236,50 @@ impl WatchCache {
     pub fn get(&self, key: &[u8]) -> Option<Arc<CachedObject>> {
         self.state.read().expect("cache lock").objects.get(key).cloned()
     }
+}
+
+/// A page as the objects were at `revision`, which `state`'s history covers (at its current
+/// revision, the history adds nothing).
+fn page_at(
+    state: &CacheState,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    filter: &ObjectFilter,
+    limit: usize,
+    revision: i64,
+) -> CachePage {
+    let in_range = |key: &[u8]| key.starts_with(prefix) && after.is_none_or(|after| key > after);
+    // Keys changed after `revision` → their version at `revision` (None: absent then).
+    let mut then: BTreeMap<&Bytes, Option<&Arc<CachedObject>>> = BTreeMap::new();
+    let first = state.history.partition_point(|event| event.revision <= revision);
+    for event in state.history.range(first..) {
+        if in_range(&event.object.key) {
+            then.entry(&event.object.key).or_insert(event.prev.as_ref());
+        }
+    }
+    let start = match after {
+        Some(after) => std::ops::Bound::Excluded(Bytes::copy_from_slice(after)),
+        None => std::ops::Bound::Included(Bytes::copy_from_slice(prefix)),
+    };
+    let now = state
+        .objects
+        .range((start, std::ops::Bound::Unbounded))
+        .take_while(|(key, _)| key.starts_with(prefix))
+        .filter(|(key, _)| !then.contains_key(key));
+    let changed = then.iter().filter_map(|(key, object)| object.map(|object| (*key, object)));
+    let mut items = Vec::new();
+    let mut continue_after = None;
+    for (_, object) in merge_by_key(now, changed) {
+        if !filter.matches(object) {
+            continue;
+        }
+        if limit > 0 && items.len() == limit {
+            continue_after = items.last().map(|last: &Arc<CachedObject>| last.key.clone());
+            break;
+        }
+        items.push(object.clone());
+    }
+    CachePage { items, revision, continue_after }
 }
 
 /// Two iterators sorted by distinct keys, merged into one sorted by key.
