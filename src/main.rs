@@ -437,12 +437,17 @@ fn run_store(args: StoreArgs) -> Result<(), String> {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = terminate.recv() => {}
-                    _ = member.removed() => removed.store(true, std::sync::atomic::Ordering::SeqCst),
+                    _ = member.removed() => {
+                        tracing::warn!("this member was removed from the cluster; stopping");
+                        removed.store(true, std::sync::atomic::Ordering::SeqCst)
+                    }
                 }
             }
         };
         let served = etcdapi::serve(context, address, tls, shutdown).await;
+        tracing::info!("the etcd API stopped serving; stopping the member");
         let _ = member.shutdown().await;
+        tracing::info!("the member stopped");
         if removed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err("keel store: the member has been permanently removed from the cluster".into());
         }

@@ -119,7 +119,7 @@ async fn members_are_added_promoted_removed_and_replaced_while_writes_continue()
     cluster.remove_member(0).await;
     let deadline = Instant::now() + support::WAIT;
     while cluster.nodes[0].is_running() {
-        assert!(Instant::now() < deadline, "the removed member did not exit");
+        assert!(Instant::now() < deadline, "the removed member did not exit; its log:\n{}", cluster.nodes[0].log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(cluster.nodes[0].log().contains("permanently removed"), "{}", cluster.nodes[0].log());

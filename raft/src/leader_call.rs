@@ -128,9 +128,7 @@ impl Member {
             Ok(frame) => frame.into_inner(),
             // Never sent (no connection), or a read: safe to try the next leader. Otherwise a
             // write's fate is unknown, and the client decides.
-            Err(status) if read_only || status.message().contains("connect error") => {
-                return Err(MemberError::NotLeader { leader: None })
-            }
+            Err(status) if read_only || never_sent(&status) => return Err(MemberError::NotLeader { leader: None }),
             Err(status) if status.code() == tonic::Code::DeadlineExceeded => return Err(MemberError::Timeout),
             Err(status) => return Err(MemberError::Unreachable(format!("leader {leader:x}: {}", status.message()))),
         };
@@ -388,4 +386,18 @@ pub(crate) fn read_error(error: RaftError<TypeConfig, LinearizableReadError<Type
         RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)) => MemberError::Timeout,
         other => MemberError::Raft(other.to_string()),
     }
+}
+
+/// Whether a failed call certainly never reached the leader: no connection could be made, or
+/// hyper gave the request back unsent because the connection closed first ("operation was
+/// canceled"; a cached connection to a leader that was just killed ends that way).
+fn never_sent(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_canceled) {
+            return true;
+        }
+        source = error.source();
+    }
+    status.message().contains("connect error")
 }

@@ -578,15 +578,33 @@ impl Member {
     /// Resolves when this member learns that it was removed from the cluster (etcd's member
     /// then exits with "the member has been permanently removed from the cluster").
     pub async fn removed(&self) {
+        let mut metrics = self.raft.metrics();
         let mut tick = tokio::time::interval(Duration::from_secs(2));
-        // Only a member that has seen itself listed can be removed: one that joins catches up
-        // through older memberships (a snapshot's, earlier log entries) that do not list it yet.
-        let mut listed = false;
+        // Only a member that has seen itself listed can be removed. A member of a new cluster's
+        // initial membership is listed from the start; one that joins catches up through older
+        // memberships (a snapshot's, earlier log entries) that do not list it yet. Every
+        // membership change is looked at as it applies, so a removal soon after is not missed.
+        let mut listed = self.config.cluster_state == ClusterState::New
+            && self.config.initial_cluster.iter().any(|(name, _)| *name == self.config.name);
+        let mut seen_membership = None;
         loop {
-            tick.tick().await;
+            let ask_leader = tokio::select! {
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    false
+                }
+                _ = tick.tick() => true,
+            };
             if self.is_stopping() {
                 std::future::pending::<()>().await;
             }
+            let membership = *metrics.borrow_watched().membership_config.log_id();
+            if !ask_leader && seen_membership.as_ref() == Some(&membership) {
+                continue;
+            }
+            seen_membership = Some(membership);
             let members = self.members();
             let here = members.iter().any(|member| member.id == self.config.id);
             listed |= here;
@@ -596,7 +614,7 @@ impl Member {
             if !here && !members.is_empty() {
                 return;
             }
-            if !self.raft.is_leader() && self.removed_per_leader(&members).await {
+            if ask_leader && !self.raft.is_leader() && self.removed_per_leader(&members).await {
                 return;
             }
         }

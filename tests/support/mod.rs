@@ -147,6 +147,8 @@ impl Cluster {
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(&self.extra_args)
             .env_remove("FAILPOINTS")
+            // keel's own start and stop steps, for the log a failed test prints.
+            .env("KEEL_LOG", std::env::var("KEEL_LOG").unwrap_or_else(|_| "warn,keel=info".into()))
             .stdout(Stdio::null())
             .stderr(log);
         for (key, value) in env {
