@@ -243,7 +243,7 @@ fn applied_options(
     mut managed: Managed,
     id: &ManagerId,
 ) -> WriteOptions {
-    if let Ok(normalized) = (info.normalize)(object.clone()) {
+    if let Ok(normalized) = (info.normalize)(object) {
         let known = structured_merge::to_field_set(&normalized);
         if let Some(entry) = managed.entries.get_mut(id) {
             entry.set = entry.set.intersection(&known);

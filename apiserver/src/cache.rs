@@ -147,6 +147,10 @@ impl WatchCache {
     fn decode(&self, state: &CacheState, event: &store::Event) -> Option<CacheEvent> {
         let revision = event.kv.mod_revision;
         let prev = event.prev_kv.as_ref().and_then(|prev| {
+            // Usually the version the cache holds: no need to decode it again.
+            if let Some(held) = state.objects.get(&prev.key).filter(|held| held.revision == prev.mod_revision) {
+                return Some(held.clone());
+            }
             CachedObject::decode(self.info, prev.key.clone(), &prev.value, prev.mod_revision)
                 .map_err(|error| tracing::error!(%error, "skipping an undecodable previous version"))
                 .ok()
@@ -163,9 +167,7 @@ impl WatchCache {
             }
             EventKind::Delete => {
                 let last = prev.as_ref()?;
-                let mut value = last.value();
-                crate::object::set_resource_version(&mut value, revision);
-                (EventType::Deleted, Arc::new(CachedObject::from_value(self.info, last.key.clone(), &value, revision)))
+                (EventType::Deleted, Arc::new(last.deleted_at(self.info, revision)))
             }
         };
         Some(CacheEvent { revision, kind, object, prev })

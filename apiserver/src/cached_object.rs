@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::object;
 use crate::registry::ResourceInfo;
+use crate::{object, raw_json};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedObject {
@@ -39,6 +39,13 @@ struct SelectorText {
 impl CachedObject {
     /// From a stored value (JSON without resourceVersion) and the revision to stamp on it.
     pub fn decode(info: &ResourceInfo, key: Bytes, stored: &[u8], revision: i64) -> Result<CachedObject, String> {
+        if info.conversion.is_none() {
+            if let Some(object) =
+                std::str::from_utf8(stored).ok().and_then(|text| Self::scan(info, &key, text, revision))
+            {
+                return Ok(object);
+            }
+        }
         let mut value: Value = serde_json::from_slice(stored)
             .map_err(|error| format!("{}: stored object is not JSON: {error}", String::from_utf8_lossy(&key)))?;
         if let Some(conversion) = info.conversion {
@@ -56,6 +63,38 @@ impl CachedObject {
         let encoded = serde_json::to_vec(value).expect("a JSON value encodes");
         let json = Bytes::copy_from_slice(&encoded);
         CachedObject { key, revision, json, selectors: SelectorText::new(info, value) }
+    }
+
+    /// [`CachedObject::decode`] by scanning the text (`raw_json.rs`); None for text that is not
+    /// an object with a metadata object, which the decoding path handles.
+    fn scan(info: &ResourceInfo, key: &Bytes, text: &str, revision: i64) -> Option<CachedObject> {
+        let stored = raw_json::StoredObject::scan(text)?;
+        let paths = selector_paths(info);
+        let selected = stored.pick(&paths.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let selectors = SelectorText::new(info, &selected);
+        Some(CachedObject {
+            key: key.clone(),
+            revision,
+            json: Bytes::from(stored.with_resource_version(revision)),
+            selectors,
+        })
+    }
+
+    /// This object as of a later revision that deleted it: the same object with that
+    /// resourceVersion.
+    pub fn deleted_at(&self, info: &ResourceInfo, revision: i64) -> CachedObject {
+        let json = std::str::from_utf8(&self.json)
+            .ok()
+            .and_then(raw_json::StoredObject::scan)
+            .map(|stored| stored.with_resource_version(revision));
+        match json {
+            Some(json) => CachedObject { revision, json: Bytes::from(json), ..self.clone() },
+            None => {
+                let mut value = self.value();
+                object::set_resource_version(&mut value, revision);
+                CachedObject::from_value(info, self.key.clone(), &value, revision)
+            }
+        }
     }
 
     /// The object decoded again (tables and subresources need its fields).
@@ -85,6 +124,13 @@ impl CachedObject {
         };
         self.selectors.field(index)
     }
+}
+
+/// The paths [`SelectorText::new`] reads.
+fn selector_paths(info: &ResourceInfo) -> Vec<Vec<&'static str>> {
+    let mut paths = vec![vec!["metadata", "labels"], vec!["metadata", "name"], vec!["metadata", "namespace"]];
+    paths.extend(info.selectable_fields.iter().map(|field| field.split('.').collect()));
+    paths
 }
 
 impl SelectorText {
@@ -165,6 +211,46 @@ mod tests {
         assert_eq!(object.label("apps"), None);
         assert_eq!(object.label("a"), None);
         assert_eq!(object.label("zzz"), None);
+    }
+
+    #[test]
+    fn scanning_a_stored_object_gives_what_decoding_it_does() {
+        let cases = [
+            (
+                "pods",
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "web-1", "namespace": "prod", "labels": {"b": "2", "a": "1"}, "uid": "u"},
+                    "spec": {"nodeName": "node-7", "containers": [{"name": "c", "image": "i"}]},
+                    "status": {"phase": "Running"},
+                }),
+            ),
+            ("pods", serde_json::json!({"metadata": {"name": "bare"}, "spec": "odd", "status": {"phase": 3}})),
+            (
+                "events",
+                serde_json::json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "R"}),
+            ),
+        ];
+        for (plural, value) in cases {
+            let info = registry::find("", "v1", plural).unwrap();
+            let key = Bytes::from(format!("/registry/{plural}/x"));
+            let stored = serde_json::to_vec(&value).unwrap();
+            let mut stamped = value.clone();
+            object::set_resource_version(&mut stamped, 9);
+            let decoded = CachedObject::from_value(info, key.clone(), &stamped, 9);
+            let scanned = CachedObject::scan(info, &key, std::str::from_utf8(&stored).unwrap(), 9).unwrap();
+            assert_eq!(scanned, decoded, "{value}");
+            // Deleted later: the same object with the deleting revision.
+            let mut deleted = stamped.clone();
+            object::set_resource_version(&mut deleted, 12);
+            assert_eq!(scanned.deleted_at(info, 12), CachedObject::from_value(info, key.clone(), &deleted, 12));
+        }
+        // Text the scan cannot stamp goes the decoding way, errors included.
+        let pods = registry::find("", "v1", "pods").unwrap();
+        let key = Bytes::from_static(b"/registry/pods/x");
+        let without_metadata = CachedObject::decode(pods, key.clone(), br#"{"spec":{}}"#, 4).unwrap();
+        assert_eq!(&without_metadata.json[..], br#"{"metadata":{"resourceVersion":"4"},"spec":{}}"#);
+        assert!(CachedObject::decode(pods, key, b"{not json", 4).is_err());
     }
 
     #[test]

@@ -122,7 +122,14 @@ impl FieldSet {
             [last] => {
                 self.members.insert(last.clone());
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+            [first, rest @ ..] => match self.children.get_mut(first) {
+                Some(child) => child.insert(rest),
+                None => {
+                    let mut child = FieldSet::new();
+                    child.insert(rest);
+                    self.children.insert(first.clone(), child);
+                }
+            },
         }
     }
 
@@ -155,7 +162,7 @@ impl FieldSet {
             return;
         }
         match self.children.get_mut(&element) {
-            Some(existing) => *existing = existing.union(&child),
+            Some(existing) => existing.add(&child),
             None => {
                 self.children.insert(element, child);
             }
@@ -164,11 +171,43 @@ impl FieldSet {
 
     pub fn union(&self, other: &FieldSet) -> FieldSet {
         let mut result = self.clone();
-        result.members.extend(other.members.iter().cloned());
-        for (element, child) in &other.children {
-            result.insert_child(element.clone(), child.clone());
-        }
+        result.add(other);
         result
+    }
+
+    /// Makes this set the union of itself and `other`, copying only what it lacks.
+    pub fn add(&mut self, other: &FieldSet) {
+        for member in &other.members {
+            if !self.members.contains(member) {
+                self.members.insert(member.clone());
+            }
+        }
+        for (element, child) in &other.children {
+            match self.children.get_mut(element) {
+                Some(existing) => existing.add(child),
+                None => {
+                    self.children.insert(element.clone(), child.clone());
+                }
+            }
+        }
+    }
+
+    /// Removes `element` from this node, as a member and with every path through it.
+    pub fn remove_subtree(&mut self, element: &PathElement) {
+        self.members.remove(element);
+        self.children.remove(element);
+    }
+
+    /// Only the paths of this node that are `element` or go through it.
+    pub fn only_subtree(mut self, element: &PathElement) -> FieldSet {
+        let mut kept = FieldSet::new();
+        if let Some(member) = self.members.take(element) {
+            kept.members.insert(member);
+        }
+        if let Some((element, child)) = self.children.remove_entry(element) {
+            kept.children.insert(element, child);
+        }
+        kept
     }
 
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
@@ -190,22 +229,6 @@ impl FieldSet {
         for (element, child) in &self.children {
             match other.children.get(element) {
                 Some(other_child) => result.insert_child(element.clone(), child.difference(other_child)),
-                None => result.insert_child(element.clone(), child.clone()),
-            }
-        }
-        result
-    }
-
-    /// The paths of `self` that are neither in `other` nor under one of its members.
-    pub fn recursive_difference(&self, other: &FieldSet) -> FieldSet {
-        let mut result = FieldSet::new();
-        result.members = self.members.difference(&other.members).cloned().collect();
-        for (element, child) in &self.children {
-            if other.members.contains(element) {
-                continue;
-            }
-            match other.children.get(element) {
-                Some(other_child) => result.insert_child(element.clone(), child.recursive_difference(other_child)),
                 None => result.insert_child(element.clone(), child.clone()),
             }
         }
@@ -378,10 +401,22 @@ mod tests {
                 &[field("data")]
             ])
         );
-        // A member removes everything under it only in the recursive difference.
+        // A member of the other set leaves the paths through it in a difference; a subtree
+        // removed or kept takes both.
         let spec = set(&[&[field("spec")]]);
         assert_eq!(a.difference(&spec), a);
-        assert_eq!(a.recursive_difference(&spec), set(&[&[field("status")]]));
+        let mut without_spec = a.clone();
+        without_spec.remove_subtree(&field("spec"));
+        assert_eq!(without_spec, set(&[&[field("status")]]));
+        let with_spec_member = a.union(&spec);
+        assert_eq!(
+            with_spec_member.clone().only_subtree(&field("spec")),
+            set(&[&[field("spec")], &[field("spec"), field("replicas")], &[field("spec"), field("paused")]])
+        );
+        assert!(with_spec_member.only_subtree(&field("data")).is_empty());
+        let mut grown = b.clone();
+        grown.add(&a);
+        assert_eq!(grown, a.union(&b));
         assert!(a.difference(&a).is_empty());
         assert_eq!(
             a.paths().iter().map(|path| path_text(path)).collect::<Vec<_>>(),

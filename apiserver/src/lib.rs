@@ -48,6 +48,7 @@ mod protobuf_json;
 mod protobuf_messages;
 mod protobuf_schema;
 mod protobuf_wire;
+mod raw_json;
 mod registry;
 mod route;
 mod scale;

@@ -256,33 +256,23 @@ impl Scope {
         }
     }
 
-    pub fn filter(self, set: &FieldSet) -> FieldSet {
+    pub fn filter(self, mut set: FieldSet) -> FieldSet {
         let status = PathElement::field("status");
         match self {
-            Scope::Everything => set.clone(),
+            Scope::Everything => set,
             Scope::AllButStatus => {
-                let mut ignored = FieldSet::new();
-                ignored.insert_member(status);
-                set.recursive_difference(&ignored)
+                set.remove_subtree(&status);
+                set
             }
-            Scope::StatusOnly => {
-                let mut kept = FieldSet::new();
-                if set.has_member(&status) {
-                    kept.insert_member(status.clone());
-                }
-                if let Some(children) = set.with_prefix(&status) {
-                    kept.insert_child(status, children.clone());
-                }
-                kept
-            }
+            Scope::StatusOnly => set.only_subtree(&status),
         }
     }
 
     fn filter_comparison(self, comparison: Comparison) -> Comparison {
         Comparison {
-            added: self.filter(&comparison.added),
-            modified: self.filter(&comparison.modified),
-            removed: self.filter(&comparison.removed),
+            added: self.filter(comparison.added),
+            modified: self.filter(comparison.modified),
+            removed: self.filter(comparison.removed),
         }
     }
 }
@@ -298,25 +288,28 @@ pub fn subresource(part: Part) -> &'static str {
 }
 
 /// Paths of metadata and type information that nobody owns (kube's `stripMetaManager`).
-fn strip_set() -> FieldSet {
-    let mut set = FieldSet::new();
-    for field in ["apiVersion", "kind", "metadata"] {
-        set.insert(&[PathElement::field(field)]);
-    }
-    for field in [
-        "name",
-        "namespace",
-        "creationTimestamp",
-        "selfLink",
-        "uid",
-        "clusterName",
-        "generation",
-        "managedFields",
-        "resourceVersion",
-    ] {
-        set.insert(&[PathElement::field("metadata"), PathElement::field(field)]);
-    }
-    set
+fn strip_set() -> &'static FieldSet {
+    static STRIP: std::sync::OnceLock<FieldSet> = std::sync::OnceLock::new();
+    STRIP.get_or_init(|| {
+        let mut set = FieldSet::new();
+        for field in ["apiVersion", "kind", "metadata"] {
+            set.insert(&[PathElement::field(field)]);
+        }
+        for field in [
+            "name",
+            "namespace",
+            "creationTimestamp",
+            "selfLink",
+            "uid",
+            "clusterName",
+            "generation",
+            "managedFields",
+            "resourceVersion",
+        ] {
+            set.insert(&[PathElement::field("metadata"), PathElement::field(field)]);
+        }
+        set
+    })
 }
 
 /// The object a create starts from, as Go's zero value of the type encodes: the structs that
@@ -408,15 +401,15 @@ fn take_ownership(
     scope: Scope,
 ) -> Result<Comparison, Vec<Conflict>> {
     let comparison = scope.filter_comparison(structured_merge::compare(live, new));
-    let changed = comparison.modified.union(&comparison.added);
     let mut conflicts: Vec<(ManagerId, FieldSet)> = Vec::new();
-    for (id, entry) in &managed.entries {
-        if Some(id) == workflow {
-            continue;
-        }
-        let taken = entry.set.intersection(&changed);
-        if !taken.is_empty() {
-            conflicts.push((id.clone(), taken));
+    let mut others = managed.entries.iter().filter(|(id, _)| Some(*id) != workflow).peekable();
+    if others.peek().is_some() {
+        let changed = comparison.modified.union(&comparison.added);
+        for (id, entry) in others {
+            let taken = entry.set.intersection(&changed);
+            if !taken.is_empty() {
+                conflicts.push((id.clone(), taken));
+            }
         }
     }
     if !force && !conflicts.is_empty() {
@@ -445,15 +438,17 @@ fn take_ownership(
 /// An Update by `id`: it owns what it changed from `live` to `new` (kube's Update chain:
 /// `managedFieldsUpdater`, `stripMetaManager`, `capManagersManager`).
 pub fn track_update(managed: &mut Managed, live: &Value, new: &Value, id: &ManagerId, api_version: &str, scope: Scope) {
+    // The comparison comes back filtered to the scope.
     let comparison = take_ownership(managed, live, new, None, true, scope).expect("forced updates do not conflict");
-    let changed = scope.filter(&comparison.modified.union(&comparison.added)).difference(&strip_set());
+    let mut changed = comparison.modified;
+    changed.add(&comparison.added);
+    let changed = changed.difference(strip_set());
     if !changed.is_empty() {
-        let previous = managed.entries.remove(id).map(|entry| entry.set).unwrap_or_default();
-        let entry = Entry {
-            set: changed.union(&previous),
-            api_version: api_version.to_string(),
-            time: Some(object::now_rfc3339()),
-        };
+        let mut set = changed;
+        if let Some(previous) = managed.entries.remove(id) {
+            set.add(&previous.set);
+        }
+        let entry = Entry { set, api_version: api_version.to_string(), time: Some(object::now_rfc3339()) };
         managed.entries.insert(id.clone(), entry);
     }
     managed.cap_update_managers();
@@ -480,7 +475,7 @@ pub fn apply(
 ) -> Result<Applied, ApplyError> {
     let merged = structured_merge::merge(live, config).map_err(ApplyError::Invalid)?;
     let last_set = managed.entries.get(id).map(|entry| entry.set.clone());
-    let set = scope.filter(&structured_merge::to_field_set(config));
+    let set = scope.filter(structured_merge::to_field_set(config));
     let time = managed.entries.get(id).and_then(|entry| entry.time.clone());
     managed.entries.insert(id.clone(), Entry { set, api_version: api_version.to_string(), time });
     let mut merged = match last_set {
@@ -491,7 +486,7 @@ pub fn apply(
     take_ownership(&mut managed, live, &merged, Some(id), force, scope).map_err(ApplyError::Conflicts)?;
     let strip = strip_set();
     if let Some(entry) = managed.entries.get_mut(id) {
-        entry.set = entry.set.difference(&strip);
+        entry.set = entry.set.difference(strip);
     }
     managed.drop_empty();
     let unchanged = merged == *live;
@@ -521,7 +516,10 @@ fn prune(merged: &Value, managed: &Managed, last_set: &FieldSet) -> Value {
 /// `Update`): `live` is the object before (None for a create).
 pub fn record_update(info: &ResourceInfo, live: Option<&Value>, new: &mut Value, part: Part, manager: &str) {
     let mut managed = starting_point(live, new, part != Part::Main);
-    let mut new_clean = without_managed_fields(new);
+    let mut new_clean = std::mem::take(new);
+    if let Some(meta) = new_clean.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
     match live {
         // kube does not start tracking an existing object on an update: only creates and applies do.
         Some(_) if managed.is_empty() => {}

@@ -78,19 +78,19 @@ impl LiveLookups {
     }
 }
 
-/// The namespace as stored, NotFound if it does not exist: the cache first, then the store (the
-/// cache may not have seen a namespace created a moment ago), and the store alone for a
-/// namespace deleted a moment ago.
-async fn lookup(state: &ApiState, name: &str) -> Result<Value> {
+/// The namespace's `status.phase`, NotFound if it does not exist: the cache first (which indexes
+/// that field), then the store (the cache may not have seen a namespace created a moment ago),
+/// and the store alone for a namespace deleted a moment ago.
+async fn phase(state: &ApiState, name: &str) -> Result<String> {
     let info = namespaces();
     let key = keys::object_key(info, None, name);
     if !state.namespace_live_lookups.is_recent(name) {
         if let Some(cached) = state.cache(info).get(&key) {
-            return Ok(cached.value());
+            return Ok(cached.field("status.phase").to_string());
         }
     }
     match state.storage.get(key).await {
-        Ok(Some(kv)) => writer::decode(&kv.value, kv.mod_revision),
+        Ok(Some(kv)) => Ok(object::field_text(&writer::decode(&kv.value, kv.mod_revision)?, "status.phase")),
         Ok(None) => Err(Error::NotFound(ObjectRef::new(info, name))),
         Err(error) => Err(storage_error(ObjectRef::new(info, name), error)),
     }
@@ -99,8 +99,7 @@ async fn lookup(state: &ApiState, name: &str) -> Result<Value> {
 /// NamespaceLifecycle for a create of `info` named `name` in `namespace`: NotFound when the
 /// namespace does not exist, Forbidden while it is being terminated.
 pub async fn admit_create(state: &ApiState, namespace: &str, info: &ResourceInfo, name: &str) -> Result<()> {
-    let found = lookup(state, namespace).await?;
-    if found["status"]["phase"] != "Terminating" {
+    if phase(state, namespace).await? != "Terminating" {
         return Ok(());
     }
     Err(Error::Forbidden {

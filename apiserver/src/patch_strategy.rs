@@ -22,11 +22,16 @@ pub enum ListStrategy {
 
 const CONTAINER_LISTS: &[&str] = &["containers", "initContainers", "ephemeralContainers"];
 
+/// The field that holds the last one of `path`; "" at the root.
+fn parent_of<S: AsRef<str>>(path: &[S]) -> &str {
+    path.len().checked_sub(2).map(|index| path[index].as_ref()).unwrap_or("")
+}
+
 /// The strategy of the list at `path`: field names from the object's root, list indices left out
 /// (`spec.template.spec.containers` is `["spec", "template", "spec", "containers"]`).
-pub fn list_strategy(path: &[String]) -> ListStrategy {
-    let Some(field) = path.last().map(String::as_str) else { return ListStrategy::Replace };
-    let parent = path.len().checked_sub(2).map(|index| path[index].as_str()).unwrap_or("");
+pub fn list_strategy<S: AsRef<str>>(path: &[S]) -> ListStrategy {
+    let Some(field) = path.last().map(AsRef::as_ref) else { return ListStrategy::Replace };
+    let parent = parent_of(path);
     match field {
         "containers"
         | "initContainers"
@@ -64,9 +69,9 @@ pub enum ApplyListType {
 }
 
 /// The list type at `path` (same path convention as [`list_strategy`]).
-pub fn apply_list_type(path: &[String]) -> ApplyListType {
-    let field = path.last().map(String::as_str).unwrap_or("");
-    let parent = path.len().checked_sub(2).map(|index| path[index].as_str()).unwrap_or("");
+pub fn apply_list_type<S: AsRef<str>>(path: &[S]) -> ApplyListType {
+    let field = path.last().map(AsRef::as_ref).unwrap_or("");
+    let parent = parent_of(path);
     // Where kube keys a list by more fields than its patch merge key.
     match field {
         "ports" if CONTAINER_LISTS.contains(&parent) => return ApplyListType::Map(vec!["containerPort", "protocol"]),
@@ -91,9 +96,9 @@ pub fn list_key_default(key: &str) -> Option<Value> {
 
 /// Objects replaced whole and owned as one field: label selectors, node selectors, and the
 /// reference types marked `+structType=atomic`.
-pub fn object_is_atomic(path: &[String]) -> bool {
-    let field = path.last().map(String::as_str).unwrap_or("");
-    let parent = path.len().checked_sub(2).map(|index| path[index].as_str()).unwrap_or("");
+pub fn object_is_atomic<S: AsRef<str>>(path: &[S]) -> bool {
+    let field = path.last().map(AsRef::as_ref).unwrap_or("");
+    let parent = parent_of(path);
     match field {
         "selector" | "nodeSelector" | "labelSelector" | "namespaceSelector" | "fieldRef" | "resourceFieldRef"
         | "configMapKeyRef" | "secretKeyRef" | "involvedObject" | "related" | "targetRef" | "preference" => true,
@@ -104,8 +109,8 @@ pub fn object_is_atomic(path: &[String]) -> bool {
 
 /// Objects that are maps (string keys chosen by the user) rather than structs with declared
 /// fields: their keys are not named fields.
-pub fn object_is_map(path: &[String]) -> bool {
-    let field = path.last().map(String::as_str).unwrap_or("");
+pub fn object_is_map<S: AsRef<str>>(path: &[S]) -> bool {
+    let field = path.last().map(AsRef::as_ref).unwrap_or("");
     matches!(
         field,
         "labels"

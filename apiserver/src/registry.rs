@@ -31,7 +31,7 @@ pub struct ResourceInfo {
     pub selectable_fields: &'static [&'static str],
     /// Decodes the object as its k8s-openapi type and encodes it back: this rejects malformed
     /// objects and drops unknown fields, as kube-apiserver's decoding does.
-    pub normalize: fn(Value) -> Result<Value, String>,
+    pub normalize: fn(&Value) -> Result<Value, String>,
     /// Adds the k8s-openapi type's schema and the schemas it references to the generator and
     /// returns a reference to it (the OpenAPI documents, `openapi_schemas.rs`).
     pub schema: fn(&mut SchemaGenerator) -> Schema,
@@ -90,8 +90,8 @@ impl PartialEq for ResourceInfo {
 
 impl Eq for ResourceInfo {}
 
-fn round_trip<T: DeserializeOwned + Serialize>(value: Value) -> Result<Value, String> {
-    let typed: T = serde_json::from_value(value).map_err(|error| error.to_string())?;
+fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, String> {
+    let typed = T::deserialize(value).map_err(|error| error.to_string())?;
     serde_json::to_value(&typed).map_err(|error| error.to_string())
 }
 
@@ -198,10 +198,10 @@ mod tests {
     fn round_trip_drops_unknown_fields_and_checks_kind() {
         let namespaces = find("", "v1", "namespaces").unwrap();
         let value = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}, "bogus": 1});
-        let normalized = (namespaces.normalize)(value).unwrap();
+        let normalized = (namespaces.normalize)(&value).unwrap();
         assert!(normalized.get("bogus").is_none());
         let wrong = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}});
-        assert!((namespaces.normalize)(wrong).is_err());
+        assert!((namespaces.normalize)(&wrong).is_err());
     }
 
     #[test]

@@ -36,10 +36,13 @@ enum Shape {
 
 /// The shape of the node at `fields` holding `value` (and `other`, its counterpart, if any):
 /// two values of different JSON kinds are a leaf, `null` takes the shape of the other side.
-fn shape(fields: &[String], value: Option<&Value>, other: Option<&Value>) -> Shape {
-    let present: Vec<&Value> = [value, other].into_iter().flatten().filter(|value| !value.is_null()).collect();
-    let Some(first) = present.first() else { return Shape::Leaf };
-    if present.len() == 2 && std::mem::discriminant(present[0]) != std::mem::discriminant(present[1]) {
+fn shape<S: AsRef<str>>(fields: &[S], value: Option<&Value>, other: Option<&Value>) -> Shape {
+    let (first, second) = match (value.filter(|value| !value.is_null()), other.filter(|other| !other.is_null())) {
+        (Some(first), second) => (first, second),
+        (None, Some(first)) => (first, None),
+        (None, None) => return Shape::Leaf,
+    };
+    if second.is_some_and(|second| std::mem::discriminant(first) != std::mem::discriminant(second)) {
         return Shape::Leaf;
     }
     match first {
@@ -120,13 +123,13 @@ pub fn to_field_set(value: &Value) -> FieldSet {
     set
 }
 
-fn walk_set(value: &Value, fields: &mut Vec<String>, path: &mut Path, set: &mut FieldSet) {
+fn walk_set<'a>(value: &'a Value, fields: &mut Vec<&'a str>, path: &mut Path, set: &mut FieldSet) {
     match shape(fields, Some(value), None) {
         Shape::Leaf => set.insert(path),
         Shape::Object => {
             let is_map = object_is_map(fields);
             for (key, child) in as_map(Some(value)) {
-                fields.push(key.clone());
+                fields.push(key);
                 path.push(PathElement::Field(key.clone()));
                 walk_set(child, fields, path, set);
                 let empty_object = child.as_object().is_some_and(Map::is_empty);
@@ -164,56 +167,82 @@ fn walk_set(value: &Value, fields: &mut Vec<String>, path: &mut Path, set: &mut 
     }
 }
 
+/// Which of a comparison's sets a node's own path belongs to.
+#[derive(Debug, Default, Clone, Copy)]
+struct Marks {
+    added: bool,
+    modified: bool,
+    removed: bool,
+}
+
+fn leaf_marks(lhs: Option<&Value>, rhs: Option<&Value>) -> Marks {
+    match (lhs, rhs) {
+        (None, _) => Marks { added: true, ..Marks::default() },
+        (_, None) => Marks { removed: true, ..Marks::default() },
+        (Some(lhs), Some(rhs)) => Marks { modified: lhs != rhs, ..Marks::default() },
+    }
+}
+
+impl Comparison {
+    /// Adds a child node's comparison under `element`, and `element` itself to the sets `marks`
+    /// names.
+    fn attach(&mut self, element: &PathElement, child: Comparison, marks: Marks) {
+        let parts = [
+            (&mut self.added, child.added, marks.added),
+            (&mut self.modified, child.modified, marks.modified),
+            (&mut self.removed, child.removed, marks.removed),
+        ];
+        for (set, child_set, marked) in parts {
+            if marked {
+                set.insert_member(element.clone());
+            }
+            set.insert_child(element.clone(), child_set);
+        }
+    }
+}
+
 /// What changed from `lhs` to `rhs` (structured-merge-diff's `Compare`). A node that appears or
 /// disappears is added or removed itself as well as its contents.
 pub fn compare(lhs: &Value, rhs: &Value) -> Comparison {
     let mut comparison = Comparison::default();
-    walk_compare(Some(lhs), Some(rhs), &mut Vec::new(), &mut Vec::new(), &mut comparison);
+    walk_compare(Some(lhs), Some(rhs), &mut Vec::new(), &mut comparison);
     comparison
 }
 
-fn compare_leaf(lhs: Option<&Value>, rhs: Option<&Value>, path: &Path, comparison: &mut Comparison) {
-    match (lhs, rhs) {
-        (None, _) => comparison.added.insert(path),
-        (_, None) => comparison.removed.insert(path),
-        (Some(lhs), Some(rhs)) if lhs != rhs => comparison.modified.insert(path),
-        _ => {}
-    }
-}
-
-fn walk_compare(
-    lhs: Option<&Value>,
-    rhs: Option<&Value>,
-    fields: &mut Vec<String>,
-    path: &mut Path,
-    comparison: &mut Comparison,
-) {
+/// Compares the node `lhs`/`rhs`: its children's changes go into `here`, the node's own into the
+/// marks it returns (its parent knows the path element that names it).
+fn walk_compare<'a>(
+    lhs: Option<&'a Value>,
+    rhs: Option<&'a Value>,
+    fields: &mut Vec<&'a str>,
+    here: &mut Comparison,
+) -> Marks {
     match shape(fields, lhs, rhs) {
-        Shape::Leaf => return compare_leaf(lhs, rhs, path, comparison),
+        Shape::Leaf => return leaf_marks(lhs, rhs),
         Shape::Object => {
             let (left, right) = (as_map(lhs), as_map(rhs));
             if left.is_empty() && right.is_empty() {
-                return compare_leaf(lhs, rhs, path, comparison);
+                return leaf_marks(lhs, rhs);
             }
             let mut keys: Vec<&String> = left.keys().collect();
             keys.extend(right.keys().filter(|key| !left.contains_key(*key)));
             for key in keys {
-                fields.push(key.clone());
-                path.push(PathElement::Field(key.clone()));
-                walk_compare(left.get(key), right.get(key), fields, path, comparison);
-                path.pop();
+                fields.push(key);
+                let mut child = Comparison::default();
+                let marks = walk_compare(left.get(key), right.get(key), fields, &mut child);
+                here.attach(&PathElement::Field(key.clone()), child, marks);
                 fields.pop();
             }
         }
         Shape::List(list_type) => {
             let (left, right) = (as_items(lhs), as_items(rhs));
             if left.is_empty() && right.is_empty() {
-                return compare_leaf(lhs, rhs, path, comparison);
+                return leaf_marks(lhs, rhs);
             }
             let (Ok(left_elements), Ok(right_elements)) =
                 (item_elements(&list_type, left), item_elements(&list_type, right))
             else {
-                return compare_leaf(lhs, rhs, path, comparison);
+                return leaf_marks(lhs, rhs);
             };
             let mut order: Vec<&PathElement> = Vec::new();
             let mut left_items: HashMap<&PathElement, Vec<&Value>> = HashMap::new();
@@ -234,37 +263,30 @@ fn walk_compare(
             for element in order {
                 let left_list = left_items.get(element).map(Vec::as_slice).unwrap_or(&[]);
                 let right_list = right_items.get(element).map(Vec::as_slice).unwrap_or(&[]);
-                path.push(element.clone());
-                match (left_list.len(), right_list.len()) {
+                let mut child = Comparison::default();
+                let marks = match (left_list.len(), right_list.len()) {
                     (0..=1, 0..=1) => {
-                        walk_compare(left_list.first().copied(), right_list.first().copied(), fields, path, comparison)
+                        walk_compare(left_list.first().copied(), right_list.first().copied(), fields, &mut child)
                     }
-                    (2.., 2..) => {
-                        if left_list != right_list {
-                            comparison.modified.insert(path);
-                        }
-                    }
+                    // Duplicates cannot be told apart: the item changes whole or not at all.
+                    (2.., 2..) => Marks { modified: left_list != right_list, ..Marks::default() },
                     (2.., _) => {
-                        if let Some(right_item) = right_list.first() {
-                            walk_compare(None, Some(right_item), fields, path, comparison);
-                        }
-                        comparison.removed.insert(path);
+                        let marks = right_list.first().map(|item| walk_compare(None, Some(item), fields, &mut child));
+                        Marks { removed: true, ..marks.unwrap_or_default() }
                     }
                     (_, _) => {
-                        if let Some(left_item) = left_list.first() {
-                            walk_compare(Some(left_item), None, fields, path, comparison);
-                        }
-                        comparison.added.insert(path);
+                        let marks = left_list.first().map(|item| walk_compare(Some(item), None, fields, &mut child));
+                        Marks { added: true, ..marks.unwrap_or_default() }
                     }
-                }
-                path.pop();
+                };
+                here.attach(element, child, marks);
             }
         }
     }
     match (lhs, rhs) {
-        (None, _) => comparison.added.insert(path),
-        (_, None) => comparison.removed.insert(path),
-        _ => {}
+        (None, _) => Marks { added: true, ..Marks::default() },
+        (_, None) => Marks { removed: true, ..Marks::default() },
+        _ => Marks::default(),
     }
 }
 
@@ -621,5 +643,47 @@ mod tests {
                 ".spec.strategy.type",
             ]
         );
+    }
+
+    #[test]
+    fn comparisons_are_symmetric_and_empty_between_equal_values() {
+        let pod = |image: &str, extra: Value| {
+            let mut pod = json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "labels": {"a": "1"}, "finalizers": ["x", "y", "x"], "ownerReferences": [{"uid": "u1", "name": "o"}]},
+                "spec": {"containers": [{"name": "c", "image": image, "ports": [{"containerPort": 80}, {"containerPort": 81, "protocol": "UDP"}], "args": ["a"]},
+                                         {"name": "d", "image": "x", "env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}],
+                         "nodeSelector": {"k": "v"}, "volumes": [{"name": "v", "emptyDir": {}}], "tolerations": [{"key": "t"}]},
+                "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]},
+            });
+            if let (Some(target), Value::Object(extra)) = (pod.as_object_mut(), extra) {
+                target.extend(extra);
+            }
+            pod
+        };
+        let values = vec![
+            json!({}),
+            json!({"metadata": {}, "spec": {"containers": null}}),
+            pod("nginx", json!({})),
+            pod("nginx:2", json!({"spec": {"containers": [{"name": "c"}, {"name": "c"}, {"image": "no name"}]}})),
+            pod(
+                "nginx",
+                json!({"status": null, "spec": {"containers": [], "volumes": [{"name": "v"}, {"name": "w", "hostPath": {"path": "/"}}]}}),
+            ),
+            pod("nginx", json!({"metadata": {"finalizers": ["y"], "labels": {}}, "spec": "odd"})),
+            deployment(3, "a"),
+            deployment(4, "b"),
+        ];
+        for lhs in &values {
+            assert_eq!(compare(lhs, lhs), Comparison::default(), "{lhs}");
+            for rhs in &values {
+                let (forth, back) = (compare(lhs, rhs), compare(rhs, lhs));
+                assert_eq!((&forth.added, &forth.modified), (&back.removed, &back.modified), "{lhs} -> {rhs}");
+            }
+        }
+        // A change is found where it is.
+        let before = pod("nginx", json!({}));
+        let after = pod("nginx:2", json!({}));
+        assert_eq!(paths(&compare(&before, &after).modified), vec![r#".spec.containers[name="c"].image"#]);
     }
 }

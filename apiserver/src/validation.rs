@@ -266,32 +266,65 @@ fn validate_service(value: &Value, causes: &mut Vec<Cause>) {
 /// rejects them, Warn reports them).
 pub fn unknown_fields(input: &Value, normalized: &Value) -> Vec<String> {
     let mut unknown = Vec::new();
-    collect_unknown(input, normalized, "", &mut unknown);
+    collect_unknown(input, normalized, &mut Vec::new(), &mut unknown);
     unknown
 }
 
-fn collect_unknown(input: &Value, normalized: &Value, path: &str, unknown: &mut Vec<String>) {
+/// One step of the path `collect_unknown` is at; the path is written out only for a field it
+/// reports.
+enum Step<'a> {
+    Field(&'a str),
+    Item(usize),
+}
+
+fn collect_unknown<'a>(input: &'a Value, normalized: &Value, path: &mut Vec<Step<'a>>, unknown: &mut Vec<String>) {
     match (input, normalized) {
         (Value::Object(input), Value::Object(normalized)) => {
             for (key, value) in input {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
                 match normalized.get(key) {
-                    Some(kept) => collect_unknown(value, kept, &child, unknown),
+                    Some(kept) => {
+                        path.push(Step::Field(key));
+                        collect_unknown(value, kept, path, unknown);
+                        path.pop();
+                    }
                     // A null or empty value may be dropped by the typed encoding without being unknown.
                     None if value.is_null()
                         || value.as_object().is_some_and(|map| map.is_empty())
                         || value.as_array().is_some_and(|list| list.is_empty()) => {}
-                    None => unknown.push(child),
+                    None => {
+                        path.push(Step::Field(key));
+                        unknown.push(path_text(path));
+                        path.pop();
+                    }
                 }
             }
         }
         (Value::Array(input), Value::Array(normalized)) => {
             for (index, (value, kept)) in input.iter().zip(normalized).enumerate() {
-                collect_unknown(value, kept, &format!("{path}[{index}]"), unknown);
+                path.push(Step::Item(index));
+                collect_unknown(value, kept, path, unknown);
+                path.pop();
             }
         }
         _ => {}
     }
+}
+
+/// `spec.containers[0].bogus`.
+fn path_text(path: &[Step]) -> String {
+    let mut text = String::new();
+    for step in path {
+        match step {
+            Step::Field(name) => {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(name);
+            }
+            Step::Item(index) => text.push_str(&format!("[{index}]")),
+        }
+    }
+    text
 }
 
 #[cfg(test)]
