@@ -347,5 +347,16 @@ fn protobuf_answers_match_json_answers() {
     assert_eq!(bookmark["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
     assert_eq!(events.len(), 4, "a, b, c and the bookmark");
     check_watch(address, "/apis/apps/v1/namespaces/pb/deployments?watch=true&resourceVersion=0&timeoutSeconds=1");
+
+    // A JSON create answers with the bytes it stored plus the resourceVersion, spliced in: the
+    // object exactly as a GET then reads it, and as encoding the decoded answer writes it.
+    let json_only = [("Accept", "application/json"), ("Content-Type", "application/json")];
+    let created = request(address, "POST", "/api/v1/namespaces/default/configmaps", &json_only, &configmap("j", "1"));
+    assert_eq!(created.code, 201, "{}", String::from_utf8_lossy(&created.body));
+    let read_back =
+        request(address, "GET", "/api/v1/namespaces/default/configmaps/j", &[("Accept", "application/json")], b"");
+    assert_eq!(String::from_utf8_lossy(&created.body), String::from_utf8_lossy(&read_back.body));
+    assert_eq!(created.body, serde_json::to_vec(&created.json()).unwrap());
+    assert!(created.json()["metadata"]["resourceVersion"].as_str().is_some_and(|version| !version.is_empty()));
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }

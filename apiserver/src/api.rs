@@ -115,10 +115,10 @@ async fn serve(
 }
 
 fn written(written: Written, info: &crate::registry::ResourceInfo, output: Output) -> Response {
-    let mut response = if written.body["kind"] == "Status" {
-        http::response_as(output, written.code, &written.body)
-    } else {
-        list::render_object(info, written.body, output, written.code)
+    let mut response = match written.json {
+        Some(json) if output == Output::Json => http::bytes_response(written.code, json),
+        _ if written.body["kind"] == "Status" => http::response_as(output, written.code, &written.body),
+        _ => list::render_object(info, written.body, output, written.code),
     };
     for warning in written.warnings {
         let text = format!("299 - {}", serde_json::to_string(&warning).expect("a string encodes"));

@@ -219,16 +219,16 @@ pub async fn delete(
                 } else {
                     status::deleted(info.plural, info.group, name, &uid)
                 };
-                return Ok(Written { code: kept_code, body, warnings });
+                return Ok(Written { code: kept_code, body, warnings, json: None });
             }
             Plan::Mark if options.dry_run || writer::encode(&value) == writer::encode(&before) => {
-                return Ok(Written { code: kept_code, body: value, warnings });
+                return Ok(Written { code: kept_code, body: value, warnings, json: None });
             }
             Plan::Mark => {
                 state.storage.update(key.clone(), writer::encode_for(info, &value), current.mod_revision).await
             }
             Plan::Remove if options.dry_run => {
-                return Ok(Written { code: StatusCode::OK, body: value, warnings });
+                return Ok(Written { code: StatusCode::OK, body: value, warnings, json: None });
             }
             Plan::Remove => service_allocation::delete(state, info, key.clone(), &before, current.mod_revision).await,
         };
@@ -239,12 +239,15 @@ pub async fn delete(
                 }
                 object::set_resource_version(&mut value, revision);
                 let written = match plan {
-                    Plan::Mark => Written { code: kept_code, body: value, warnings },
-                    _ if info.returns_deleted_object() => Written { code: StatusCode::OK, body: value, warnings },
+                    Plan::Mark => Written { code: kept_code, body: value, warnings, json: None },
+                    _ if info.returns_deleted_object() => {
+                        Written { code: StatusCode::OK, body: value, warnings, json: None }
+                    }
                     _ => Written {
                         code: StatusCode::OK,
                         body: status::deleted(info.plural, info.group, name, &uid),
                         warnings,
+                        json: None,
                     },
                 };
                 return Ok(written);

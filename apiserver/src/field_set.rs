@@ -43,7 +43,7 @@ impl PathElement {
     /// The `FieldsV1` form: `f:name`, `k:{...}`, `v:...`, `i:N`.
     pub fn encode(&self) -> String {
         match self {
-            PathElement::Field(name) => format!("f:{name}"),
+            PathElement::Field(name) => ["f:", name].concat(),
             PathElement::Key(fields) => {
                 let pairs: Vec<String> =
                     fields.iter().map(|(name, value)| format!("{}:{value}", Value::String(name.clone()))).collect();

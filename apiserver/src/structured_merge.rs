@@ -196,7 +196,9 @@ impl Comparison {
             if marked {
                 set.insert_member(element.clone());
             }
-            set.insert_child(element.clone(), child_set);
+            if !child_set.is_empty() {
+                set.insert_child(element.clone(), child_set);
+            }
         }
     }
 }
@@ -217,6 +219,11 @@ fn walk_compare<'a>(
     fields: &mut Vec<&'a str>,
     here: &mut Comparison,
 ) -> Marks {
+    if let (None, Some(rhs)) = (lhs, rhs) {
+        // Most of a create: nothing to compare with, everything below is added.
+        walk_added(rhs, fields, &mut here.added);
+        return Marks { added: true, ..Marks::default() };
+    }
     match shape(fields, lhs, rhs) {
         Shape::Leaf => return leaf_marks(lhs, rhs),
         Shape::Object => {
@@ -287,6 +294,42 @@ fn walk_compare<'a>(
         (None, _) => Marks { added: true, ..Marks::default() },
         (_, None) => Marks { removed: true, ..Marks::default() },
         _ => Marks::default(),
+    }
+}
+
+/// What [`walk_compare`] finds below a node only the right side has: every path under it added
+/// (the node's own path is its caller's to mark). Items of a keyed list that share a key are
+/// added whole, as the comparison does.
+fn walk_added<'a>(value: &'a Value, fields: &mut Vec<&'a str>, added: &mut FieldSet) {
+    match shape(fields, Some(value), None) {
+        Shape::Leaf => {}
+        Shape::Object => {
+            for (key, child) in as_map(Some(value)) {
+                fields.push(key);
+                let mut below = FieldSet::new();
+                walk_added(child, fields, &mut below);
+                let element = PathElement::Field(key.clone());
+                added.insert_member(element.clone());
+                added.insert_child(element, below);
+                fields.pop();
+            }
+        }
+        Shape::List(list_type) => {
+            let items = as_items(Some(value));
+            let Ok(elements) = item_elements(&list_type, items) else { return };
+            let mut counts: HashMap<&PathElement, usize> = HashMap::new();
+            for element in &elements {
+                *counts.entry(element).or_default() += 1;
+            }
+            for (element, item) in elements.iter().zip(items) {
+                let mut below = FieldSet::new();
+                if counts[element] == 1 {
+                    walk_added(item, fields, &mut below);
+                }
+                added.insert_member(element.clone());
+                added.insert_child(element.clone(), below);
+            }
+        }
     }
 }
 

@@ -105,6 +105,9 @@ pub struct Written {
     pub code: StatusCode,
     pub body: Value,
     pub warnings: Vec<String>,
+    /// `body` already encoded as JSON, when the write has it at hand (a create: the bytes it
+    /// stored, with the resourceVersion spliced in).
+    pub json: Option<Bytes>,
 }
 
 /// Which part of an object a write may change.
@@ -278,18 +281,27 @@ pub async fn create(
     }
     let key = keys::object_key(info, namespace, &name);
     if options.dry_run {
-        return Ok(Written { code: StatusCode::CREATED, body: value, warnings });
+        return Ok(Written { code: StatusCode::CREATED, body: value, warnings, json: None });
     }
-    let revision = match allocation {
-        Some(plan) => plan.commit(state, info, key.clone(), Condition::Absent(key), &mut value, encode).await?,
-        None => state
-            .storage
-            .create(key, encode_for(info, &value))
-            .await
-            .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?,
+    let (revision, stored) = match allocation {
+        Some(plan) => (plan.commit(state, info, key.clone(), Condition::Absent(key), &mut value, encode).await?, None),
+        None => {
+            let stored = encode_for(info, &value);
+            let revision = state
+                .storage
+                .create(key, stored.clone())
+                .await
+                .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?;
+            (revision, info.conversion.is_none().then_some(stored))
+        }
     };
     object::set_resource_version(&mut value, revision);
-    Ok(Written { code: StatusCode::CREATED, body: value, warnings })
+    // The answer is what was stored plus its resourceVersion: spliced in, not encoded again.
+    let json = stored.and_then(|stored| {
+        let text = std::str::from_utf8(&stored).ok()?;
+        Some(Bytes::from(crate::raw_json::StoredObject::scan(text)?.with_resource_version(revision)))
+    });
+    Ok(Written { code: StatusCode::CREATED, body: value, warnings, json })
 }
 
 /// What a create starts from: kube-apiserver's strategies reset status on create.
@@ -383,7 +395,7 @@ pub async fn replace(
     let unchanged = encode(&value) == encode(&old);
     if unchanged || options.dry_run {
         object::set_resource_version(&mut value, current.mod_revision);
-        return Ok(Written { code: StatusCode::OK, body: value, warnings });
+        return Ok(Written { code: StatusCode::OK, body: value, warnings, json: None });
     }
     let object_ref = ObjectRef::new(info, &name);
     if should_delete_during_update(info, &old, &value) {
@@ -391,7 +403,7 @@ pub async fn replace(
             .await
             .map_err(|error| storage_error(object_ref, error))?;
         object::set_resource_version(&mut value, revision);
-        return Ok(Written { code: StatusCode::OK, body: value, warnings });
+        return Ok(Written { code: StatusCode::OK, body: value, warnings, json: None });
     }
     let revision = match allocation {
         Some(plan) => {
@@ -405,7 +417,7 @@ pub async fn replace(
             .map_err(|error| storage_error(object_ref, error))?,
     };
     object::set_resource_version(&mut value, revision);
-    Ok(Written { code: StatusCode::OK, body: value, warnings })
+    Ok(Written { code: StatusCode::OK, body: value, warnings, json: None })
 }
 
 /// Sets `metadata.managedFields` of the object to be written: an Update entry for the write's
