@@ -5,6 +5,7 @@
 //! /proc), `phases` (create, fill, watchers, LISTs), `report`.
 
 pub mod client;
+pub mod cpu;
 pub mod phases;
 pub mod pod;
 pub mod report;

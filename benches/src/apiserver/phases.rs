@@ -109,6 +109,7 @@ pub async fn create_pods(
         seconds,
         objects_per_second: histogram.count() as f64 / seconds,
         latency: Latency::from(&histogram),
+        ..CreateFigures::default()
     })
 }
 

@@ -13,6 +13,11 @@ pub struct CreateFigures {
     pub seconds: f64,
     pub objects_per_second: f64,
     pub latency: Latency,
+    /// CPU time per object of the apiserver, and of the store when it is another process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_object: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_cpu_us_per_object: Option<f64>,
 }
 
 /// Repeated LISTs of the whole collection (paginated or not).
@@ -65,8 +70,8 @@ fn mib(bytes: u64) -> String {
 impl ApiserverReport {
     pub fn human(&self) -> String {
         let create = |name: &str, figures: &CreateFigures| {
-            format!(
-                "{name}: {} pods in {:.1} s, {:.0} objects/s, p50 {:.1} ms p99 {:.1} ms max {:.1} ms, {} errors\n",
+            let mut line = format!(
+                "{name}: {} pods in {:.1} s, {:.0} objects/s, p50 {:.1} ms p99 {:.1} ms max {:.1} ms, {} errors",
                 figures.pods,
                 figures.seconds,
                 figures.objects_per_second,
@@ -74,7 +79,14 @@ impl ApiserverReport {
                 figures.latency.p99,
                 figures.latency.max,
                 figures.errors
-            )
+            );
+            if let Some(micros) = figures.server_cpu_us_per_object {
+                line += &format!("; apiserver CPU {micros:.0} µs/object");
+            }
+            if let Some(micros) = figures.store_cpu_us_per_object {
+                line += &format!(", store CPU {micros:.0} µs/object");
+            }
+            line + "\n"
         };
         let list = |name: &str, figures: &ListFigures| {
             let mut line = format!(

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use benches::apiserver::client::ApiClient;
+use benches::apiserver::cpu::{cpu_seconds, micros_per_object};
 use benches::apiserver::phases;
 use benches::apiserver::report::ApiserverReport;
 use benches::apiserver::rss::status_bytes;
@@ -59,7 +60,12 @@ async fn run(cli: &Cli) -> Result<ApiserverReport, String> {
     phases::ensure_namespace(&client, &cli.namespace).await?;
     let mut report = ApiserverReport { label: cli.label.clone(), ..ApiserverReport::default() };
     eprintln!("keel-apiserver-bench {}: creating {} pods", cli.label, cli.creates);
+    let cpu = || (cli.server_pid.and_then(cpu_seconds), cli.store_pid.and_then(cpu_seconds));
+    let (server_before, store_before) = cpu();
     report.create = phases::create_pods(&client, &cli.namespace, "pod", 0, cli.creates, cli.clients).await?;
+    let (server_after, store_after) = cpu();
+    report.create.server_cpu_us_per_object = micros_per_object(server_before, server_after, report.create.pods);
+    report.create.store_cpu_us_per_object = micros_per_object(store_before, store_after, report.create.pods);
     let rest = cli.pods.saturating_sub(cli.creates);
     eprintln!("keel-apiserver-bench {}: filling to {} pods", cli.label, cli.pods);
     report.fill = phases::create_pods(&client, &cli.namespace, "pod", cli.creates, rest, cli.clients).await?;
