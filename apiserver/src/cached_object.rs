@@ -69,8 +69,10 @@ impl CachedObject {
     /// an object with a metadata object, which the decoding path handles.
     fn scan(info: &ResourceInfo, key: &Bytes, text: &str, revision: i64) -> Option<CachedObject> {
         let stored = raw_json::StoredObject::scan(text)?;
-        let paths = selector_paths(info);
-        let selected = stored.pick(&paths.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        // What `SelectorText::new` reads.
+        let mut paths = vec!["metadata.labels", "metadata.name", "metadata.namespace"];
+        paths.extend_from_slice(info.selectable_fields);
+        let selected = stored.pick(&paths);
         let selectors = SelectorText::new(info, &selected);
         Some(CachedObject {
             key: key.clone(),
@@ -124,13 +126,6 @@ impl CachedObject {
         };
         self.selectors.field(index)
     }
-}
-
-/// The paths [`SelectorText::new`] reads.
-fn selector_paths(info: &ResourceInfo) -> Vec<Vec<&'static str>> {
-    let mut paths = vec![vec!["metadata", "labels"], vec!["metadata", "name"], vec!["metadata", "namespace"]];
-    paths.extend(info.selectable_fields.iter().map(|field| field.split('.').collect()));
-    paths
 }
 
 impl SelectorText {

@@ -117,28 +117,33 @@ impl<'a> StoredObject<'a> {
         out
     }
 
-    /// A copy of the object with only the values at `paths` (field names from the root),
-    /// decoded; a path through something that is not an object reads nothing.
-    pub fn pick(&self, paths: &[&[&str]]) -> Value {
+    /// A copy of the object with only the values at `paths` (dotted field names from the root,
+    /// `spec.nodeName`), decoded; a path through something that is not an object reads nothing.
+    pub fn pick(&self, paths: &[&str]) -> Value {
         pick_from(&self.root, paths, &|key| (key == "metadata").then_some(&self.metadata))
     }
 }
 
+/// A dotted path's first field and the rest ("" when it has one field).
+fn split_path(path: &str) -> (&str, &str) {
+    path.split_once('.').unwrap_or((path, ""))
+}
+
 /// [`StoredObject::pick`] at one level; `scanned` has the objects under it already scanned.
-fn pick_from<'s>(
-    object: &RawObject<'_>,
-    paths: &[&[&str]],
-    scanned: &dyn Fn(&str) -> Option<&'s RawObject<'s>>,
-) -> Value {
+fn pick_from<'s>(object: &RawObject<'_>, paths: &[&str], scanned: &dyn Fn(&str) -> Option<&'s RawObject<'s>>) -> Value {
     let mut out = Map::new();
     for (index, path) in paths.iter().enumerate() {
-        let Some((first, _)) = path.split_first() else { continue };
-        if paths[..index].iter().any(|earlier| earlier.first() == Some(first)) {
+        let (first, _) = split_path(path);
+        if first.is_empty() || paths[..index].iter().any(|earlier| split_path(earlier).0 == first) {
             continue; // picked with the first path through it
         }
         let Some(raw) = object.get(first) else { continue };
-        let through: Vec<&[&str]> =
-            paths.iter().filter(|path| path.first() == Some(first)).map(|path| &path[1..]).collect();
+        let through: Vec<&str> = paths
+            .iter()
+            .map(|path| split_path(path))
+            .filter(|(head, _)| *head == first)
+            .map(|(_, rest)| rest)
+            .collect();
         let picked = if through.iter().any(|rest| rest.is_empty()) {
             serde_json::from_str(raw.get()).ok()
         } else if let Some(inner) = scanned(first) {
@@ -147,7 +152,7 @@ fn pick_from<'s>(
             RawObject::parse(raw.get()).map(|inner| pick_from(&inner, &through, &|_| None))
         };
         if let Some(value) = picked {
-            out.insert((*first).to_string(), value);
+            out.insert(first.to_string(), value);
         }
     }
     Value::Object(out)
@@ -209,17 +214,17 @@ mod tests {
             "involvedObject": {"kind": "Pod", "uid": "u"},
         });
         let text = serde_json::to_string(&object).unwrap();
-        let paths: &[&[&str]] = &[
-            &["metadata", "labels"],
-            &["metadata", "name"],
-            &["metadata", "namespace"],
-            &["spec", "nodeName"],
-            &["status", "phase"],
-            &["involvedObject", "kind"],
-            &["spec", "containers", "name"],
+        let paths = [
+            "metadata.labels",
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "status.phase",
+            "involvedObject.kind",
+            "spec.containers.name",
         ];
         assert_eq!(
-            StoredObject::scan(&text).unwrap().pick(paths),
+            StoredObject::scan(&text).unwrap().pick(&paths),
             json!({
                 "metadata": {"name": "p", "labels": {"app": "web", "n": 3}},
                 "spec": {"nodeName": "node-1"},
