@@ -251,6 +251,12 @@ impl Member {
             // Triggered by `spawn_snapshot_trigger`, by commands rather than entries.
             snapshot_policy: SnapshotPolicy::Never,
             max_payload_entries: APPEND_ENTRIES_MAX,
+            // A restarted leader must win an election again. Restoring its leadership from the
+            // persisted vote (openraft's default) is unsafe here, as openraft documents: the
+            // store applies without syncing and the committed index is saved unsynced, so after
+            // a power cut the restored leader's commit index (and state) can be older than what
+            // it acknowledged, and reads it served went back in time (Jepsen, power-loss).
+            enable_leader_restore: Some(false),
             ..Config::default()
         }
         .validate()
