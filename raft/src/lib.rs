@@ -14,6 +14,7 @@
 //! (a running replica), `lessor.rs` (lease clocks), `identity.rs` (member and cluster ids),
 //! `tls.rs` (rustls for https peer and client URLs, as etcd's TLS flags set it up).
 
+mod append_stream;
 mod auto_compaction;
 mod codec;
 mod identity;

@@ -7,11 +7,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::Stream;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use serde::de::DeserializeOwned;
@@ -116,7 +118,7 @@ fn unreachable(message: impl ToString) -> Unreachable<TypeConfig> {
 
 /// A gRPC failure as openraft classifies it: a peer that is down or refusing is unreachable
 /// (openraft backs off); anything else may be retried at once.
-fn status_error(target: u64, status: tonic::Status) -> RPCError<TypeConfig> {
+pub(crate) fn status_error(target: u64, status: tonic::Status) -> RPCError<TypeConfig> {
     let message = format!("member {target:x}: {}", status.message());
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
@@ -217,6 +219,26 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.unary(Rpc::AppendEntries, &request, option.hard_ttl().max(self.rpc_timeout_floor)).await
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let (target, deadline) = (self.target, option.hard_ttl().max(self.rpc_timeout_floor));
+        let client = self.client();
+        Box::pin(async move {
+            let client = client.map_err(RPCError::Unreachable)?;
+            let answers: BoxStream<'s, _> = crate::append_stream::send(client, target, input, deadline).await?;
+            Ok(answers)
+        })
     }
 
     async fn vote(

@@ -56,6 +56,15 @@ fn encode<T: Serialize>(value: &T) -> Result<Response<Frame>, Status> {
 
 #[tonic::async_trait]
 impl Peer for PeerService {
+    type StreamAppendStream = crate::append_stream::Frames;
+
+    async fn stream_append(
+        &self,
+        request: Request<Streaming<Frame>>,
+    ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        Ok(Response::new(crate::append_stream::serve(self.member.raft.clone(), request.into_inner())))
+    }
+
     async fn append_entries(&self, request: Request<Frame>) -> Result<Response<Frame>, Status> {
         let request: AppendEntriesRequest<TypeConfig> = decode(request.get_ref(), "append entries")?;
         let answer = self.member.raft.append_entries(request).await.map_err(|error| error.to_string());
