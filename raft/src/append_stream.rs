@@ -119,22 +119,16 @@ pub(crate) type Frames = Pin<Box<dyn Stream<Item = Result<Frame, Status>> + Send
 pub(crate) fn serve(raft: Raft<TypeConfig, StateMachine>, frames: Streaming<Frame>) -> Frames {
     let refused: Arc<Mutex<Option<Status>>> = Arc::default();
     let refusal = Arc::clone(&refused);
-    let requests = frames
-        .map(move |frame| {
-            let frame = frame.map_err(|status| {
-                tracing::debug!("append stream from the leader ended: {status}");
-                None
-            })?;
-            codec::decode::<AppendEntriesRequest<TypeConfig>>(&frame.payload, "stream append request")
-                .map_err(|error| Some(Status::invalid_argument(error.to_string())))
-        })
-        .take_while(move |decoded| {
-            if let Err(Some(status)) = decoded {
-                *refusal.lock().expect("refusal lock") = Some(status.clone());
-            }
-            std::future::ready(decoded.is_ok())
-        })
-        .filter_map(|decoded| std::future::ready(decoded.ok()));
+    // Requests until the leader's side ends or one does not decode (that one is remembered).
+    let requests = tokio_stream::StreamExt::map_while(frames, move |frame| {
+        let frame =
+            frame.inspect_err(|status| tracing::debug!("append stream from the leader ended: {status}")).ok()?;
+        codec::decode::<AppendEntriesRequest<TypeConfig>>(&frame.payload, "stream append request")
+            .inspect_err(|error| {
+                *refusal.lock().expect("refusal lock") = Some(Status::invalid_argument(error.to_string()));
+            })
+            .ok()
+    });
     let answers = raft.stream_append(requests).map(|result| {
         let answer: Answer = result.map_err(|fatal| fatal.to_string());
         codec::encode(&answer).map(|payload| Frame { payload }).map_err(|error| Status::internal(error.to_string()))
