@@ -200,6 +200,25 @@ async fn a_member_cut_off_from_the_majority_refuses_linearizable_reads() {
     cluster.assert_no_panics();
 }
 
+/// A follower that does not serve the append stream (as a member from before it would, in a
+/// rolling upgrade) still gets every entry: the leader falls back to unary AppendEntries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_without_the_append_stream_is_replicated_by_unary_calls() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = (leader + 1) % 3;
+    cluster.stop(follower);
+    cluster.restart_with_env(follower, &[("FAILPOINTS", "raft::peer::no_append_stream=return")]);
+    let writer = Writer::start(vec![cluster.nodes[leader].endpoint()], "unary/");
+    writer.wait_for_more(300).await;
+    let written = writer.finish().await;
+    // Without the fallback the follower would stay behind and this would time out.
+    cluster.converged().await;
+    cluster.assert_all_present(&written).await;
+    assert!(cluster.logs().contains("does not serve the append stream"), "{}", cluster.logs());
+    cluster.assert_no_panics();
+}
+
 /// Each crash point kills one member mid-write; after a restart without it, the cluster has
 /// every acknowledged write and one hash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,14 +10,14 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use openraft::errors::{NetworkError, RPCError, Unreachable};
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
 use openraft::Raft;
 use tonic::transport::Channel;
-use tonic::{Status, Streaming};
+use tonic::{Code, Status, Streaming};
 
 use crate::codec;
 use crate::proto::peer_client::PeerClient;
@@ -33,12 +33,15 @@ pub(crate) type Answers =
     Pin<Box<dyn Stream<Item = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> + Send>>;
 
 /// The leader's half: sends `requests` to `target` on one stream and yields its answers.
-/// `deadline` bounds the wait for an answer while any request is outstanding.
+/// `deadline` bounds the wait for an answer while any request is outstanding. A peer without
+/// the stream (an older member) answers Unimplemented: that is noted in `refused_at`, and the
+/// session ends with an error so that openraft opens the next one (unary, see `peer_network`).
 pub(crate) async fn send<S>(
     mut client: PeerClient<Channel>,
     target: u64,
     requests: S,
     deadline: Duration,
+    refused_at: &mut Option<Instant>,
 ) -> Result<Answers, RPCError<TypeConfig>>
 where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
@@ -54,7 +57,13 @@ where
     let opened = tokio::time::timeout(deadline, client.stream_append(tonic::Request::new(frames))).await;
     let answers = match opened {
         Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(status)) => return Err(crate::peer_network::status_error(target, status)),
+        Ok(Err(status)) => {
+            if status.code() == Code::Unimplemented {
+                tracing::warn!("member {target:x} does not serve the append stream: appending by unary calls");
+                *refused_at = Some(Instant::now());
+            }
+            return Err(crate::peer_network::status_error(target, status));
+        }
         Err(_) => return Err(silent(target, deadline)),
     };
     let stream = futures::stream::unfold(Some(answers), move |state| {

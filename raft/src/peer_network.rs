@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use openraft::base::{BoxFuture, BoxStream};
@@ -35,6 +35,9 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A snapshot may be large: its deadline is per chunk sent, not per stream.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a peer that refused the append stream (a member from before it, during a rolling
+/// upgrade) gets unary AppendEntries before the stream is tried again.
+const APPEND_STREAM_RETRY: Duration = Duration::from_secs(60);
 
 /// Channels to peers by URL, shared by openraft's replication and by calls sent on to the leader.
 /// `https://` peers are reached over TLS with the member's peer certificate.
@@ -94,7 +97,12 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerConnection {
-        PeerConnection { target, client: self.channels.client(node), rpc_timeout_floor: self.rpc_timeout_floor }
+        PeerConnection {
+            target,
+            client: self.channels.client(node),
+            rpc_timeout_floor: self.rpc_timeout_floor,
+            stream_refused_at: None,
+        }
     }
 }
 
@@ -103,6 +111,8 @@ pub(crate) struct PeerConnection {
     target: u64,
     rpc_timeout_floor: Duration,
     client: Result<PeerClient<Channel>, String>,
+    /// When the peer last answered the append stream with Unimplemented.
+    stream_refused_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -232,11 +242,17 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
+        if self.stream_refused_at.is_some_and(|at| at.elapsed() < APPEND_STREAM_RETRY) {
+            // One unary AppendEntries at a time, as openraft does for a network without streams.
+            return openraft::network::stream_append_sequential(self, input, option);
+        }
         let (target, deadline) = (self.target, option.hard_ttl().max(self.rpc_timeout_floor));
         let client = self.client();
+        let refused_at = &mut self.stream_refused_at;
         Box::pin(async move {
             let client = client.map_err(RPCError::Unreachable)?;
-            let answers: BoxStream<'s, _> = crate::append_stream::send(client, target, input, deadline).await?;
+            let answers: BoxStream<'s, _> =
+                crate::append_stream::send(client, target, input, deadline, refused_at).await?;
             Ok(answers)
         })
     }

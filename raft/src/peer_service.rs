@@ -62,6 +62,9 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<Frame>>,
     ) -> Result<Response<Self::StreamAppendStream>, Status> {
+        // A test stands in for a member from before the stream with this failpoint.
+        crate::failpoint("raft::peer::no_append_stream")
+            .map_err(|_| Status::unimplemented("StreamAppend is not served by this member"))?;
         Ok(Response::new(crate::append_stream::serve(self.member.raft.clone(), request.into_inner())))
     }
 
