@@ -192,6 +192,36 @@ impl FieldSet {
         }
     }
 
+    /// Makes this set the union of itself and `other`, moving what it lacks out of `other`.
+    pub fn absorb(&mut self, other: FieldSet) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        self.members.extend(other.members);
+        for (element, child) in other.children {
+            match self.children.get_mut(&element) {
+                Some(existing) => existing.absorb(child),
+                None => {
+                    self.children.insert(element, child);
+                }
+            }
+        }
+    }
+
+    /// Removes the paths of `other` from this set, in place (see [`FieldSet::difference`]).
+    pub fn remove_all(&mut self, other: &FieldSet) {
+        self.members.retain(|member| !other.members.contains(member));
+        for (element, other_child) in &other.children {
+            if let Some(child) = self.children.get_mut(element) {
+                child.remove_all(other_child);
+                if child.is_empty() {
+                    self.children.remove(element);
+                }
+            }
+        }
+    }
+
     /// Removes `element` from this node, as a member and with every path through it.
     pub fn remove_subtree(&mut self, element: &PathElement) {
         self.members.remove(element);
@@ -417,6 +447,17 @@ mod tests {
         let mut grown = b.clone();
         grown.add(&a);
         assert_eq!(grown, a.union(&b));
+        let mut absorbed = b.clone();
+        absorbed.absorb(a.clone());
+        assert_eq!(absorbed, a.union(&b));
+        let mut into_empty = FieldSet::new();
+        into_empty.absorb(a.clone());
+        assert_eq!(into_empty, a);
+        for (left, right) in [(&a, &b), (&b, &a), (&a, &spec), (&a, &a), (&a.union(&spec), &a)] {
+            let mut removed = left.clone();
+            removed.remove_all(right);
+            assert_eq!(removed, left.difference(right), "{left} without {right}");
+        }
         assert!(a.difference(&a).is_empty());
         assert_eq!(
             a.paths().iter().map(|path| path_text(path)).collect::<Vec<_>>(),

@@ -441,8 +441,8 @@ pub fn track_update(managed: &mut Managed, live: &Value, new: &Value, id: &Manag
     // The comparison comes back filtered to the scope.
     let comparison = take_ownership(managed, live, new, None, true, scope).expect("forced updates do not conflict");
     let mut changed = comparison.modified;
-    changed.add(&comparison.added);
-    let changed = changed.difference(strip_set());
+    changed.absorb(comparison.added);
+    changed.remove_all(strip_set());
     if !changed.is_empty() {
         let mut set = changed;
         if let Some(previous) = managed.entries.remove(id) {

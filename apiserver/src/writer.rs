@@ -127,35 +127,100 @@ pub enum Part {
 
 /// The stored form: the object without its resourceVersion (the store revision is that).
 pub fn encode(value: &Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(&StoredForm(value)).expect("a JSON value encodes"))
+    Stored::encode(value).bytes
 }
 
-/// Serializes an object as [`encode`] stores it, without copying it first.
-struct StoredForm<'a>(&'a Value);
+/// An object in its stored form (compact JSON, keys in order, as `serde_json` encodes a
+/// `Value`, without `metadata.resourceVersion` and `selfLink`), and where in it the
+/// resourceVersion goes once the store has given it one: a write's answer is these bytes with it
+/// spliced in, not the object encoded again.
+pub struct Stored {
+    pub bytes: Bytes,
+    /// None when the object has no metadata object.
+    resource_version_at: Option<SplicePoint>,
+}
 
-/// Its metadata, without the fields never stored.
-struct StoredMetadata<'a>(&'a serde_json::Map<String, Value>);
+#[derive(Clone, Copy)]
+struct SplicePoint {
+    at: usize,
+    /// Whether a metadata entry comes before `at` (else `at` is just after the `{`).
+    after_entry: bool,
+}
 
-impl serde::Serialize for StoredForm<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let Value::Object(root) = self.0 else { return self.0.serialize(serializer) };
-        let mut out = serializer.serialize_map(Some(root.len()))?;
-        for (key, value) in root {
-            match value {
-                Value::Object(meta) if key == "metadata" => out.serialize_entry(key, &StoredMetadata(meta))?,
-                _ => out.serialize_entry(key, value)?,
+impl Stored {
+    pub fn encode(value: &Value) -> Stored {
+        let mut out = Vec::with_capacity(1024);
+        let mut resource_version_at = None;
+        match value {
+            Value::Object(root) => {
+                out.push(b'{');
+                for (index, (key, value)) in root.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    write_json(&mut out, key);
+                    out.push(b':');
+                    match value {
+                        Value::Object(meta) if key == "metadata" => {
+                            resource_version_at = Some(write_metadata(&mut out, meta));
+                        }
+                        _ => write_json(&mut out, value),
+                    }
+                }
+                out.push(b'}');
             }
+            _ => write_json(&mut out, value),
         }
-        out.end()
+        Stored { bytes: Bytes::from(out), resource_version_at }
+    }
+
+    /// The object as the API shows it: with `metadata.resourceVersion` set to `revision`.
+    pub fn with_resource_version(&self, revision: i64) -> Option<Bytes> {
+        let SplicePoint { at, after_entry } = self.resource_version_at?;
+        let field = format!("\"resourceVersion\":\"{revision}\"");
+        let inserted = match (after_entry, self.bytes[at]) {
+            (true, _) => format!(",{field}"),
+            (false, b'}') => field,
+            (false, _) => format!("{field},"),
+        };
+        let mut out = Vec::with_capacity(self.bytes.len() + inserted.len());
+        out.extend_from_slice(&self.bytes[..at]);
+        out.extend_from_slice(inserted.as_bytes());
+        out.extend_from_slice(&self.bytes[at..]);
+        Some(Bytes::from(out))
     }
 }
 
-impl serde::Serialize for StoredMetadata<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer
-            .collect_map(self.0.iter().filter(|(field, _)| !matches!(field.as_str(), "resourceVersion" | "selfLink")))
+/// Writes the metadata object without the fields never stored; returns where resourceVersion
+/// goes: before the first field that sorts after it.
+fn write_metadata(out: &mut Vec<u8>, meta: &serde_json::Map<String, Value>) -> SplicePoint {
+    const RESOURCE_VERSION: &str = "resourceVersion";
+    out.push(b'{');
+    let mut splice = None;
+    let mut first = true;
+    for (field, value) in meta {
+        if matches!(field.as_str(), "resourceVersion" | "selfLink") {
+            continue;
+        }
+        if splice.is_none() && field.as_str() > RESOURCE_VERSION {
+            splice = Some(SplicePoint { at: out.len(), after_entry: !first });
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_json(out, field);
+        out.push(b':');
+        write_json(out, value);
     }
+    let splice = splice.unwrap_or(SplicePoint { at: out.len(), after_entry: !first });
+    out.push(b'}');
+    splice
+}
+
+/// A key or a value, as `serde_json`'s compact encoder writes it.
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("JSON values and strings encode");
 }
 
 /// The stored form of an object of `info`: [`encode`], after converting a resource stored in
@@ -285,22 +350,27 @@ pub async fn create(
     }
     let (revision, stored) = match allocation {
         Some(plan) => (plan.commit(state, info, key.clone(), Condition::Absent(key), &mut value, encode).await?, None),
-        None => {
-            let stored = encode_for(info, &value);
+        None if info.conversion.is_some() => {
             let revision = state
                 .storage
-                .create(key, stored.clone())
+                .create(key, encode_for(info, &value))
                 .await
                 .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?;
-            (revision, info.conversion.is_none().then_some(stored))
+            (revision, None)
+        }
+        None => {
+            let stored = Stored::encode(&value);
+            let revision = state
+                .storage
+                .create(key, stored.bytes.clone())
+                .await
+                .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?;
+            (revision, Some(stored))
         }
     };
     object::set_resource_version(&mut value, revision);
     // The answer is what was stored plus its resourceVersion: spliced in, not encoded again.
-    let json = stored.and_then(|stored| {
-        let text = std::str::from_utf8(&stored).ok()?;
-        Some(Bytes::from(crate::raw_json::StoredObject::scan(text)?.with_resource_version(revision)))
-    });
+    let json = stored.and_then(|stored| stored.with_resource_version(revision));
     Ok(Written { code: StatusCode::CREATED, body: value, warnings, json })
 }
 
@@ -563,5 +633,27 @@ mod tests {
         // Compact, keys in order: the same bytes as encoding the trimmed value.
         assert_eq!(encode(&object), Bytes::from(serde_json::to_vec(&expected).unwrap()));
         assert_eq!(encode(&json!("not an object")), Bytes::from_static(b"\"not an object\""));
+    }
+
+    #[test]
+    fn the_resource_version_is_spliced_where_encoding_the_object_puts_it() {
+        let objects = [
+            json!({"kind": "Pod", "metadata": {"name": "a", "uid": "u", "resourceVersion": "3"}, "spec": {"x": "é\"\n"}}),
+            json!({"kind": "Pod", "metadata": {"uid": "u"}}),
+            json!({"kind": "Pod", "metadata": {"name": "a", "namespace": "n"}}),
+            json!({"kind": "Pod", "metadata": {"selfLink": "/x"}, "z": 1}),
+            json!({"metadata": {}}),
+        ];
+        for object in objects {
+            let stored = Stored::encode(&object);
+            assert_eq!(stored.bytes, encode(&object));
+            let mut expected = object.clone();
+            expected["metadata"].as_object_mut().unwrap().remove("selfLink");
+            expected["metadata"]["resourceVersion"] = json!("42");
+            let answer = stored.with_resource_version(42).unwrap();
+            assert_eq!(std::str::from_utf8(&answer).unwrap(), serde_json::to_string(&expected).unwrap(), "{object}");
+        }
+        assert!(Stored::encode(&json!({"kind": "Pod"})).with_resource_version(1).is_none());
+        assert!(Stored::encode(&json!({"metadata": "not an object"})).with_resource_version(1).is_none());
     }
 }
