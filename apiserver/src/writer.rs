@@ -105,8 +105,8 @@ pub struct Written {
     pub code: StatusCode,
     pub body: Value,
     pub warnings: Vec<String>,
-    /// `body` already encoded as JSON, when the write has it at hand (a create: the bytes it
-    /// stored, with the resourceVersion spliced in).
+    /// `body` already encoded as JSON, when the write has it at hand (a create or an update:
+    /// the bytes it stored, with the resourceVersion spliced in).
     pub json: Option<Bytes>,
 }
 
@@ -232,6 +232,18 @@ pub fn encode_for(info: &ResourceInfo, value: &Value) -> Bytes {
     }
 }
 
+/// What a write of `value` stores, and, when that is the served form too (no conversion), the
+/// [`Stored`] its answer is spliced from.
+fn stored_form(info: &ResourceInfo, value: &Value) -> (Bytes, Option<Stored>) {
+    match info.conversion {
+        Some(_) => (encode_for(info, value), None),
+        None => {
+            let stored = Stored::encode(value);
+            (stored.bytes.clone(), Some(stored))
+        }
+    }
+}
+
 /// Stored bytes of `info` in the served form (still without resourceVersion).
 pub fn served_bytes(info: &ResourceInfo, stored: Bytes) -> Result<Bytes> {
     let Some(conversion) = info.conversion else { return Ok(stored) };
@@ -350,22 +362,14 @@ pub async fn create(
     }
     let (revision, stored) = match allocation {
         Some(plan) => (plan.commit(state, info, key.clone(), Condition::Absent(key), &mut value, encode).await?, None),
-        None if info.conversion.is_some() => {
-            let revision = state
-                .storage
-                .create(key, encode_for(info, &value))
-                .await
-                .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?;
-            (revision, None)
-        }
         None => {
-            let stored = Stored::encode(&value);
+            let (bytes, stored) = stored_form(info, &value);
             let revision = state
                 .storage
-                .create(key, stored.bytes.clone())
+                .create(key, bytes)
                 .await
                 .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?;
-            (revision, Some(stored))
+            (revision, stored)
         }
     };
     object::set_resource_version(&mut value, revision);
@@ -475,19 +479,25 @@ pub async fn replace(
         object::set_resource_version(&mut value, revision);
         return Ok(Written { code: StatusCode::OK, body: value, warnings, json: None });
     }
-    let revision = match allocation {
+    let (revision, stored) = match allocation {
         Some(plan) => {
             let condition = Condition::ModRevision(key.clone(), current.mod_revision);
-            plan.commit(state, info, key, condition, &mut value, encode).await?
+            (plan.commit(state, info, key, condition, &mut value, encode).await?, None)
         }
-        None => state
-            .storage
-            .update(key, encode_for(info, &value), current.mod_revision)
-            .await
-            .map_err(|error| storage_error(object_ref, error))?,
+        None => {
+            let (bytes, stored) = stored_form(info, &value);
+            let revision = state
+                .storage
+                .update(key, bytes, current.mod_revision)
+                .await
+                .map_err(|error| storage_error(object_ref, error))?;
+            (revision, stored)
+        }
     };
     object::set_resource_version(&mut value, revision);
-    Ok(Written { code: StatusCode::OK, body: value, warnings, json: None })
+    // As for a create: the stored bytes with the resourceVersion spliced in.
+    let json = stored.and_then(|stored| stored.with_resource_version(revision));
+    Ok(Written { code: StatusCode::OK, body: value, warnings, json })
 }
 
 /// Sets `metadata.managedFields` of the object to be written: an Update entry for the write's
