@@ -89,32 +89,21 @@ impl<'a> StoredObject<'a> {
     pub fn with_resource_version(&self, revision: i64) -> Vec<u8> {
         const KEY: &str = "resourceVersion";
         let meta = &self.metadata;
-        let value = format!("\"{revision}\"");
-        let (start, end, inserted) = match meta.entries.iter().position(|(key, _)| key.as_ref() >= KEY) {
+        let text = self.root.text.as_bytes();
+        let at = |offset: usize| self.metadata_start + offset;
+        match meta.entries.iter().position(|(key, _)| key.as_ref() >= KEY) {
             Some(index) if meta.entries[index].0 == KEY => {
                 let (start, end) = meta.span(meta.entries[index].1);
-                (start, end, value)
+                let (start, end) = (at(start), at(end));
+                [&text[..start], format!("\"{revision}\"").as_bytes(), &text[end..]].concat()
             }
-            Some(0) => (1, 1, format!("\"{KEY}\":{value},")),
-            Some(index) => {
-                let (_, end) = meta.span(meta.entries[index - 1].1);
-                (end, end, format!(",\"{KEY}\":{value}"))
-            }
+            Some(0) => insert_resource_version(text, at(1), false, revision),
+            Some(index) => insert_resource_version(text, at(meta.span(meta.entries[index - 1].1).1), true, revision),
             None => match meta.entries.last() {
-                Some((_, last)) => {
-                    let (_, end) = meta.span(last);
-                    (end, end, format!(",\"{KEY}\":{value}"))
-                }
-                None => (1, 1, format!("\"{KEY}\":{value}")),
+                Some((_, last)) => insert_resource_version(text, at(meta.span(last).1), true, revision),
+                None => insert_resource_version(text, at(1), false, revision),
             },
-        };
-        let (start, end) = (self.metadata_start + start, self.metadata_start + end);
-        let text = self.root.text.as_bytes();
-        let mut out = Vec::with_capacity(text.len() - (end - start) + inserted.len());
-        out.extend_from_slice(&text[..start]);
-        out.extend_from_slice(inserted.as_bytes());
-        out.extend_from_slice(&text[end..]);
-        out
+        }
     }
 
     /// A copy of the object with only the values at `paths` (dotted field names from the root,
@@ -122,6 +111,18 @@ impl<'a> StoredObject<'a> {
     pub fn pick(&self, paths: &[&str]) -> Value {
         pick_from(&self.root, paths, &|key| (key == "metadata").then_some(&self.metadata))
     }
+}
+
+/// `text`, an encoded object, with `"resourceVersion":"N"` inserted at `at` inside its metadata
+/// object: after the entry that ends there when `after_entry`, else as the first entry.
+pub fn insert_resource_version(text: &[u8], at: usize, after_entry: bool, revision: i64) -> Vec<u8> {
+    let field = format!("\"resourceVersion\":\"{revision}\"");
+    let inserted = match (after_entry, text[at]) {
+        (true, _) => format!(",{field}"),
+        (false, b'}') => field,
+        (false, _) => format!("{field},"),
+    };
+    [&text[..at], inserted.as_bytes(), &text[at..]].concat()
 }
 
 /// A dotted path's first field and the rest ("" when it has one field).

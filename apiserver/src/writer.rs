@@ -177,17 +177,7 @@ impl Stored {
     /// The object as the API shows it: with `metadata.resourceVersion` set to `revision`.
     pub fn with_resource_version(&self, revision: i64) -> Option<Bytes> {
         let SplicePoint { at, after_entry } = self.resource_version_at?;
-        let field = format!("\"resourceVersion\":\"{revision}\"");
-        let inserted = match (after_entry, self.bytes[at]) {
-            (true, _) => format!(",{field}"),
-            (false, b'}') => field,
-            (false, _) => format!("{field},"),
-        };
-        let mut out = Vec::with_capacity(self.bytes.len() + inserted.len());
-        out.extend_from_slice(&self.bytes[..at]);
-        out.extend_from_slice(inserted.as_bytes());
-        out.extend_from_slice(&self.bytes[at..]);
-        Some(Bytes::from(out))
+        Some(Bytes::from(crate::raw_json::insert_resource_version(&self.bytes, at, after_entry, revision)))
     }
 }
 
