@@ -222,15 +222,12 @@ pub fn encode_for(info: &ResourceInfo, value: &Value) -> Bytes {
     }
 }
 
-/// What a write of `value` stores, and, when that is the served form too (no conversion), the
-/// [`Stored`] its answer is spliced from.
-fn stored_form(info: &ResourceInfo, value: &Value) -> (Bytes, Option<Stored>) {
+/// What a write of `value` (`served`: its encoding) stores, and, when that is the served form
+/// too (no conversion), the [`Stored`] its answer is spliced from.
+fn stored_form(info: &ResourceInfo, value: &Value, served: Stored) -> (Bytes, Option<Stored>) {
     match info.conversion {
         Some(_) => (encode_for(info, value), None),
-        None => {
-            let stored = Stored::encode(value);
-            (stored.bytes.clone(), Some(stored))
-        }
+        None => (served.bytes.clone(), Some(served)),
     }
 }
 
@@ -353,7 +350,7 @@ pub async fn create(
     let (revision, stored) = match allocation {
         Some(plan) => (plan.commit(state, info, key.clone(), Condition::Absent(key), &mut value, encode).await?, None),
         None => {
-            let (bytes, stored) = stored_form(info, &value);
+            let (bytes, stored) = stored_form(info, &value, Stored::encode(&value));
             let revision = state
                 .storage
                 .create(key, bytes)
@@ -456,7 +453,8 @@ pub async fn replace(
     let allocation = service_allocation::prepare(state, info, Some(&old), &mut value).await?;
     validation::validate(info, &value, Some(&old))?;
     let key = keys::object_key(info, namespace, &name);
-    let unchanged = encode(&value) == encode(&old);
+    let served = Stored::encode(&value);
+    let unchanged = served.bytes == encode(&old);
     if unchanged || options.dry_run {
         object::set_resource_version(&mut value, current.mod_revision);
         return Ok(Written { code: StatusCode::OK, body: value, warnings, json: None });
@@ -475,7 +473,7 @@ pub async fn replace(
             (plan.commit(state, info, key, condition, &mut value, encode).await?, None)
         }
         None => {
-            let (bytes, stored) = stored_form(info, &value);
+            let (bytes, stored) = stored_form(info, &value, served);
             let revision = state
                 .storage
                 .update(key, bytes, current.mod_revision)
