@@ -16,7 +16,7 @@
 //! holds `.metadata.labels`, `.metadata.labels.app` and `.spec.replicas`, but not `.metadata`
 //! or `.spec`, which are only on the way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -100,11 +100,25 @@ pub fn path_text(path: &[PathElement]) -> String {
     path.iter().map(PathElement::to_string).collect()
 }
 
-/// A set of paths (see the module comment). Invariant: no child is empty.
+/// A set of paths (see the module comment). One map per node holds both its members and its
+/// children, so an element is stored once however it is used. Invariant: every entry is a
+/// member or has a non-empty child.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldSet {
-    members: BTreeSet<PathElement>,
-    children: BTreeMap<PathElement, FieldSet>,
+    entries: BTreeMap<PathElement, Node>,
+}
+
+/// What a set holds under one element: the element itself as a member, the paths through it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Node {
+    member: bool,
+    children: FieldSet,
+}
+
+impl Node {
+    fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
 }
 
 impl FieldSet {
@@ -113,58 +127,62 @@ impl FieldSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.children.is_empty()
+        self.entries.is_empty()
     }
 
     pub fn insert(&mut self, path: &[PathElement]) {
-        match path {
-            [] => {}
-            [last] => {
-                self.members.insert(last.clone());
-            }
-            [first, rest @ ..] => match self.children.get_mut(first) {
-                Some(child) => child.insert(rest),
-                None => {
-                    let mut child = FieldSet::new();
-                    child.insert(rest);
-                    self.children.insert(first.clone(), child);
-                }
-            },
+        let Some((first, rest)) = path.split_first() else { return };
+        let node = match self.entries.get_mut(first) {
+            Some(node) => node,
+            None => self.entries.entry(first.clone()).or_default(),
+        };
+        if rest.is_empty() {
+            node.member = true;
+        } else {
+            node.children.insert(rest);
         }
     }
 
     pub fn has(&self, path: &[PathElement]) -> bool {
         match path {
             [] => false,
-            [last] => self.members.contains(last),
-            [first, rest @ ..] => self.children.get(first).is_some_and(|child| child.has(rest)),
+            [last] => self.has_member(last),
+            [first, rest @ ..] => self.with_prefix(first).is_some_and(|child| child.has(rest)),
         }
     }
 
     /// Whether `element` itself is a member of this node.
     pub fn has_member(&self, element: &PathElement) -> bool {
-        self.members.contains(element)
+        self.entries.get(element).is_some_and(|node| node.member)
     }
 
     /// The paths that go on through `element`, without it.
     pub fn with_prefix(&self, element: &PathElement) -> Option<&FieldSet> {
-        self.children.get(element)
+        self.entries.get(element).map(|node| &node.children).filter(|children| !children.is_empty())
     }
 
     /// Makes `element` a member of this node.
     pub fn insert_member(&mut self, element: PathElement) {
-        self.members.insert(element);
+        self.insert_node(element, true, FieldSet::new());
     }
 
     /// Adds `child` as the paths under `element`.
     pub fn insert_child(&mut self, element: PathElement, child: FieldSet) {
-        if child.is_empty() {
+        self.insert_node(element, false, child);
+    }
+
+    /// Adds `element` as a member (if `member`) and `child` as the paths under it, in one step.
+    pub fn insert_node(&mut self, element: PathElement, member: bool, child: FieldSet) {
+        if !member && child.is_empty() {
             return;
         }
-        match self.children.get_mut(&element) {
-            Some(existing) => existing.add(&child),
+        match self.entries.get_mut(&element) {
+            Some(node) => {
+                node.member |= member;
+                node.children.absorb(child);
+            }
             None => {
-                self.children.insert(element, child);
+                self.entries.insert(element, Node { member, children: child });
             }
         }
     }
@@ -177,16 +195,14 @@ impl FieldSet {
 
     /// Makes this set the union of itself and `other`, copying only what it lacks.
     pub fn add(&mut self, other: &FieldSet) {
-        for member in &other.members {
-            if !self.members.contains(member) {
-                self.members.insert(member.clone());
-            }
-        }
-        for (element, child) in &other.children {
-            match self.children.get_mut(element) {
-                Some(existing) => existing.add(child),
+        for (element, other_node) in &other.entries {
+            match self.entries.get_mut(element) {
+                Some(node) => {
+                    node.member |= other_node.member;
+                    node.children.add(&other_node.children);
+                }
                 None => {
-                    self.children.insert(element.clone(), child.clone());
+                    self.entries.insert(element.clone(), other_node.clone());
                 }
             }
         }
@@ -198,12 +214,14 @@ impl FieldSet {
             *self = other;
             return;
         }
-        self.members.extend(other.members);
-        for (element, child) in other.children {
-            match self.children.get_mut(&element) {
-                Some(existing) => existing.absorb(child),
+        for (element, other_node) in other.entries {
+            match self.entries.get_mut(&element) {
+                Some(node) => {
+                    node.member |= other_node.member;
+                    node.children.absorb(other_node.children);
+                }
                 None => {
-                    self.children.insert(element, child);
+                    self.entries.insert(element, other_node);
                 }
             }
         }
@@ -211,12 +229,12 @@ impl FieldSet {
 
     /// Removes the paths of `other` from this set, in place (see [`FieldSet::difference`]).
     pub fn remove_all(&mut self, other: &FieldSet) {
-        self.members.retain(|member| !other.members.contains(member));
-        for (element, other_child) in &other.children {
-            if let Some(child) = self.children.get_mut(element) {
-                child.remove_all(other_child);
-                if child.is_empty() {
-                    self.children.remove(element);
+        for (element, other_node) in &other.entries {
+            if let Some(node) = self.entries.get_mut(element) {
+                node.member &= !other_node.member;
+                node.children.remove_all(&other_node.children);
+                if node.is_empty() {
+                    self.entries.remove(element);
                 }
             }
         }
@@ -224,28 +242,24 @@ impl FieldSet {
 
     /// Removes `element` from this node, as a member and with every path through it.
     pub fn remove_subtree(&mut self, element: &PathElement) {
-        self.members.remove(element);
-        self.children.remove(element);
+        self.entries.remove(element);
     }
 
     /// Only the paths of this node that are `element` or go through it.
     pub fn only_subtree(mut self, element: &PathElement) -> FieldSet {
         let mut kept = FieldSet::new();
-        if let Some(member) = self.members.take(element) {
-            kept.members.insert(member);
-        }
-        if let Some((element, child)) = self.children.remove_entry(element) {
-            kept.children.insert(element, child);
+        if let Some((element, node)) = self.entries.remove_entry(element) {
+            kept.entries.insert(element, node);
         }
         kept
     }
 
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
         let mut result = FieldSet::new();
-        result.members = self.members.intersection(&other.members).cloned().collect();
-        for (element, child) in &self.children {
-            if let Some(other_child) = other.children.get(element) {
-                result.insert_child(element.clone(), child.intersection(other_child));
+        for (element, node) in &self.entries {
+            if let Some(other_node) = other.entries.get(element) {
+                let member = node.member && other_node.member;
+                result.insert_node(element.clone(), member, node.children.intersection(&other_node.children));
             }
         }
         result
@@ -255,11 +269,15 @@ impl FieldSet {
     /// paths that go on through it).
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
         let mut result = FieldSet::new();
-        result.members = self.members.difference(&other.members).cloned().collect();
-        for (element, child) in &self.children {
-            match other.children.get(element) {
-                Some(other_child) => result.insert_child(element.clone(), child.difference(other_child)),
-                None => result.insert_child(element.clone(), child.clone()),
+        for (element, node) in &self.entries {
+            match other.entries.get(element) {
+                Some(other_node) => {
+                    let member = node.member && !other_node.member;
+                    result.insert_node(element.clone(), member, node.children.difference(&other_node.children));
+                }
+                None => {
+                    result.entries.insert(element.clone(), node.clone());
+                }
             }
         }
         result
@@ -274,12 +292,12 @@ impl FieldSet {
     }
 
     fn collect_paths(&self, prefix: &mut Path, out: &mut Vec<Path>) {
-        for member in &self.members {
+        for member in self.members() {
             prefix.push(member.clone());
             out.push(prefix.clone());
             prefix.pop();
         }
-        for (element, child) in &self.children {
+        for (element, child) in self.children() {
             prefix.push(element.clone());
             child.collect_paths(prefix, out);
             prefix.pop();
@@ -288,29 +306,31 @@ impl FieldSet {
 
     /// The children of this node, for walkers that follow a value and a set together.
     pub fn children(&self) -> impl Iterator<Item = (&PathElement, &FieldSet)> {
-        self.children.iter()
+        self.entries
+            .iter()
+            .filter(|(_, node)| !node.children.is_empty())
+            .map(|(element, node)| (element, &node.children))
     }
 
     pub fn members(&self) -> impl Iterator<Item = &PathElement> {
-        self.members.iter()
+        self.entries.iter().filter(|(_, node)| node.member).map(|(element, _)| element)
     }
 
     /// The `FieldsV1` JSON of this set.
     pub fn to_fields_v1(&self) -> Value {
+        Value::Object(self.fields_v1_map())
+    }
+
+    fn fields_v1_map(&self) -> Map<String, Value> {
         let mut out = Map::new();
-        for member in &self.members {
-            if !self.children.contains_key(member) {
-                out.insert(member.encode(), Value::Object(Map::new()));
+        for (element, node) in &self.entries {
+            let mut encoded = node.children.fields_v1_map();
+            if node.member && !encoded.is_empty() {
+                encoded.insert(".".into(), Value::Object(Map::new()));
             }
+            out.insert(element.encode(), Value::Object(encoded));
         }
-        for (element, child) in &self.children {
-            let mut encoded = child.to_fields_v1();
-            if self.members.contains(element) {
-                encoded.as_object_mut().expect("an object").insert(".".into(), Value::Object(Map::new()));
-            }
-            out.insert(element.encode(), encoded);
-        }
-        Value::Object(out)
+        out
     }
 
     /// Reads `FieldsV1` JSON back; an error names what is malformed.
@@ -327,10 +347,8 @@ impl FieldSet {
             let Value::Object(inner) = value else {
                 return Err(format!("the value of {key:?} must be a JSON object"));
             };
-            if inner.is_empty() || inner.contains_key(".") {
-                set.members.insert(element.clone());
-            }
-            set.insert_child(element, FieldSet::from_fields_v1(value)?);
+            let member = inner.is_empty() || inner.contains_key(".");
+            set.insert_node(element, member, FieldSet::from_fields_v1(value)?);
         }
         Ok(set)
     }

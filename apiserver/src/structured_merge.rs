@@ -193,11 +193,8 @@ impl Comparison {
             (&mut self.removed, child.removed, marks.removed),
         ];
         for (set, child_set, marked) in parts {
-            if marked {
-                set.insert_member(element.clone());
-            }
-            if !child_set.is_empty() {
-                set.insert_child(element.clone(), child_set);
+            if marked || !child_set.is_empty() {
+                set.insert_node(element.clone(), marked, child_set);
             }
         }
     }
@@ -308,9 +305,7 @@ fn walk_added<'a>(value: &'a Value, fields: &mut Vec<&'a str>, added: &mut Field
                 fields.push(key);
                 let mut below = FieldSet::new();
                 walk_added(child, fields, &mut below);
-                let element = PathElement::Field(key.clone());
-                added.insert_member(element.clone());
-                added.insert_child(element, below);
+                added.insert_node(PathElement::Field(key.clone()), true, below);
                 fields.pop();
             }
         }
@@ -326,8 +321,7 @@ fn walk_added<'a>(value: &'a Value, fields: &mut Vec<&'a str>, added: &mut Field
                 if counts[element] == 1 {
                     walk_added(item, fields, &mut below);
                 }
-                added.insert_member(element.clone());
-                added.insert_child(element.clone(), below);
+                added.insert_node(element.clone(), true, below);
             }
         }
     }

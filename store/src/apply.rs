@@ -5,7 +5,10 @@
 //! [`PendingWrites`], which later commands of the batch read through, and the whole batch
 //! reaches the engine as one atomic write together with the new revision and applied position.
 
+use std::cell::RefCell;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::auth::{Access, AuthState};
 use crate::codec::{self, VersionRecord};
@@ -37,6 +40,18 @@ pub struct Applier<'a> {
     /// The auth state as of the commands applied so far; written back if `auth_changed`.
     pub auth: Arc<AuthState>,
     pub auth_changed: bool,
+    /// The last key read as of `revision`. A conditional write (every apiserver write, an
+    /// etcd compare-and-swap) reads its key for the compare and again for the put: the put
+    /// takes this instead of seeking the engine once more.
+    last_read: RefCell<Option<KeyRead>>,
+}
+
+/// One key as of one revision. A revision's versions never change once it is applied, so
+/// this stays true for as long as that revision is the one reads are made at.
+struct KeyRead {
+    key: Bytes,
+    revision: i64,
+    found: Option<KeyValue>,
 }
 
 /// The writes of one command: they all share one main revision.
@@ -81,6 +96,7 @@ impl<'a> Applier<'a> {
             changes: Vec::new(),
             auth,
             auth_changed: false,
+            last_read: RefCell::new(None),
         }
     }
 
@@ -161,6 +177,21 @@ impl<'a> Applier<'a> {
         }
     }
 
+    /// One key as of `revision`; remembered when that is the revision before this command.
+    /// (Reads at the command's own revision see its writes so far, which can still change.)
+    fn get(&self, key: &Bytes, revision: i64) -> Result<Option<KeyValue>> {
+        if let Some(read) = self.last_read.borrow().as_ref() {
+            if read.revision == revision && read.key == key {
+                return Ok(read.found.clone());
+            }
+        }
+        let found = self.read(revision, |view| view.get(key))?;
+        if revision == self.revision {
+            *self.last_read.borrow_mut() = Some(KeyRead { key: key.clone(), revision, found: found.clone() });
+        }
+        Ok(found)
+    }
+
     fn lease(&self, id: i64) -> Result<Option<LeaseInfo>> {
         lease::get(&self.pending.over(self.engine), id)
     }
@@ -169,7 +200,7 @@ impl<'a> Applier<'a> {
 
     fn check_put(&self, put: &PutRequest, revision: i64) -> Result<()> {
         if put.ignore_value || put.ignore_lease {
-            let exists = self.read(revision, |view| view.get(&put.key))?.is_some();
+            let exists = self.get(&put.key, revision)?.is_some();
             if !exists {
                 return Err(Error::KeyNotFound);
             }
@@ -219,6 +250,16 @@ impl<'a> Applier<'a> {
     /// etcd's `applyCompare`: every key in the range must satisfy the compare; a range with no
     /// key compares as a zero KeyValue, except on VALUE, which then fails.
     fn compare_holds(&self, compare: &Compare) -> Result<bool> {
+        if compare.range_end.is_empty() {
+            let found = self.get(&compare.key, self.revision)?;
+            return Ok(match found {
+                Some(found) => compare_key_value(compare, &found),
+                None => {
+                    !matches!(compare.target, CompareTarget::Value(_))
+                        && compare_key_value(compare, &KeyValue::default())
+                }
+            });
+        }
         let range = KeyRange::new(&compare.key, &compare.range_end);
         let mut any = false;
         let mut holds = true;
@@ -238,7 +279,7 @@ impl<'a> Applier<'a> {
     // ---- writes ----
 
     fn put(&mut self, writer: &mut RevisionWriter, put: &PutRequest) -> Result<PutResponse> {
-        let prev = self.read(self.visible_revision(writer), |view| view.get(&put.key))?;
+        let prev = self.get(&put.key, self.visible_revision(writer))?;
         let (value, lease) = match &prev {
             Some(prev) => (
                 if put.ignore_value { prev.value.clone() } else { put.value.clone() },

@@ -301,6 +301,31 @@ fn txn_compares() {
     });
 }
 
+/// Compare-and-swaps on one key in one batch: each compare sees the puts of the commands before
+/// it, and each put's version follows the one its compare saw.
+#[test]
+fn compare_and_swaps_in_one_batch_see_the_writes_before_them() {
+    use CompareResult::Equal;
+    use CompareTarget::{Mod, Version};
+    each_engine(|h| {
+        let swap = |expected, value: &str| txn(vec![compare("k", Equal, expected)], vec![op_put("k", value)], vec![]);
+        let results = h.apply_batch(vec![
+            swap(Mod(0), "created"),
+            swap(Mod(0), "created again"),
+            swap(Version(1), "second"),
+            swap(Mod(3), "third"),
+            swap(Mod(3), "stale"),
+        ]);
+        let succeeded: Vec<bool> =
+            results.into_iter().map(|result| txn_response(result.expect("applied")).succeeded).collect();
+        assert_eq!(succeeded, [true, false, true, true, false]);
+        let response = txn_response(h.must(txn(vec![], vec![op_range("k", "")], vec![])));
+        let ResponseOp::Range(range) = &response.responses[0] else { panic!("a range answer") };
+        let kv = &range.kvs[0];
+        assert_eq!((kv.value.as_ref(), kv.version, kv.create_revision, kv.mod_revision), (&b"third"[..], 3, 2, 4));
+    });
+}
+
 #[test]
 fn txn_branches_nesting_and_reads_of_own_writes() {
     each_engine(|h| {
