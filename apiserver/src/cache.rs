@@ -27,8 +27,27 @@ use crate::cached_object::CachedObject;
 use crate::registry::ResourceInfo;
 use crate::selector::ObjectFilter;
 
-/// Events kept per resource for watches that resume from a resourceVersion.
-pub const HISTORY_EVENTS_MAX: usize = 10_000;
+/// How much event history each resource's cache keeps for watches that resume from a
+/// resourceVersion: at most `events` events, and at most `bytes` of the objects they carry, so a
+/// resource of large objects (1 MiB ConfigMaps) keeps fewer events rather than gigabytes. The
+/// newest event is always kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryBound {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+impl Default for HistoryBound {
+    fn default() -> HistoryBound {
+        HistoryBound { events: 10_000, bytes: 64 << 20 }
+    }
+}
+
+impl HistoryBound {
+    pub fn events(events: usize) -> HistoryBound {
+        HistoryBound { events, ..HistoryBound::default() }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
@@ -78,6 +97,8 @@ pub struct CachePage {
 struct CacheState {
     objects: BTreeMap<Bytes, Arc<CachedObject>>,
     history: VecDeque<Arc<CacheEvent>>,
+    /// The JSON bytes of the objects `history`'s events carry.
+    history_bytes: usize,
     /// Every event with a revision above this one is in `history`.
     oldest: i64,
     revision: i64,
@@ -89,13 +110,13 @@ pub struct WatchCache {
     state: RwLock<CacheState>,
     /// The revision the cache is current to; 0 until the first list is loaded.
     revision: tokio::sync::watch::Sender<i64>,
-    history_events_max: usize,
+    history_bound: HistoryBound,
 }
 
 impl WatchCache {
-    pub fn new(info: &'static ResourceInfo, history_events_max: usize) -> WatchCache {
+    pub fn new(info: &'static ResourceInfo, history_bound: HistoryBound) -> WatchCache {
         let (revision, _) = tokio::sync::watch::channel(0);
-        WatchCache { info, state: RwLock::new(CacheState::default()), revision, history_events_max }
+        WatchCache { info, state: RwLock::new(CacheState::default()), revision, history_bound }
     }
 
     /// Replaces everything with a fresh list at `revision` (the start, or a re-list after the
@@ -104,6 +125,7 @@ impl WatchCache {
         let mut state = self.state.write().expect("cache lock");
         state.objects = objects.into_iter().map(|object| (object.key.clone(), Arc::new(object))).collect();
         state.history.clear();
+        state.history_bytes = 0;
         state.oldest = revision;
         state.revision = revision;
         drop(state);
@@ -122,9 +144,12 @@ impl WatchCache {
                 EventType::Deleted => state.objects.remove(&change.object.key),
                 _ => state.objects.insert(change.object.key.clone(), change.object.clone()),
             };
+            state.history_bytes += change.object.json.len();
             state.history.push_back(Arc::new(change));
-            while state.history.len() > self.history_events_max {
+            let bound = self.history_bound;
+            while state.history.len() > 1 && (state.history.len() > bound.events || state.history_bytes > bound.bytes) {
                 let dropped = state.history.pop_front().expect("history is not empty");
+                state.history_bytes -= dropped.object.json.len();
                 state.oldest = dropped.revision;
             }
         }
@@ -328,7 +353,7 @@ mod tests {
 
     #[test]
     fn history_is_bounded_and_too_old_is_reported() {
-        let cache = WatchCache::new(configmaps(), 3);
+        let cache = WatchCache::new(configmaps(), HistoryBound::events(3));
         cache.reset(Vec::new(), 10);
         cache.apply(&[put("a", 11, 11, None), put("b", 12, 12, None)], 12);
         cache.apply(&[], 15);
@@ -347,13 +372,36 @@ mod tests {
         assert_eq!(cache.events_after(10, 100).unwrap_err(), TooOld { oldest: 11 });
     }
 
+    #[test]
+    fn history_is_bounded_by_the_bytes_of_its_objects() {
+        let first = put("a", 2, 2, None);
+        let object_bytes =
+            CachedObject::decode(configmaps(), first.kv.key.clone(), &first.kv.value, 2).unwrap().json.len();
+        // Room for two objects' bytes, not three, under an event bound of 100.
+        let cache = WatchCache::new(configmaps(), HistoryBound { events: 100, bytes: object_bytes * 5 / 2 });
+        cache.reset(Vec::new(), 1);
+        cache.apply(&[first, put("b", 3, 3, None)], 3);
+        assert_eq!(cache.events_after(1, 100).unwrap().0.len(), 2, "both fit");
+        cache.apply(&[put("c", 4, 4, None)], 4);
+        let (events, _) = cache.events_after(2, 100).unwrap();
+        let names: Vec<_> = events.iter().map(|event| event.object.name().to_string()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(cache.events_after(1, 100).unwrap_err(), TooOld { oldest: 2 });
+        // An object larger than the whole bound is still kept, alone.
+        let tiny = WatchCache::new(configmaps(), HistoryBound { events: 100, bytes: 1 });
+        tiny.reset(Vec::new(), 1);
+        tiny.apply(&[put("a", 2, 2, None), put("b", 3, 3, None)], 3);
+        assert_eq!(tiny.events_after(2, 100).unwrap().0.len(), 1);
+        assert_eq!(tiny.events_after(1, 100).unwrap_err(), TooOld { oldest: 2 });
+    }
+
     fn names(page: &CachePage) -> Vec<(String, i64)> {
         page.items.iter().map(|item| (item.name().to_string(), item.revision)).collect()
     }
 
     #[test]
     fn list_at_a_past_revision_undoes_the_later_events() {
-        let cache = WatchCache::new(configmaps(), 100);
+        let cache = WatchCache::new(configmaps(), HistoryBound::events(100));
         cache.reset(Vec::new(), 1);
         cache.apply(&[put("a", 2, 2, None), put("b", 3, 3, None), put("d", 4, 4, None)], 4);
         // After revision 4: b modified twice, c created, d deleted, e created.
@@ -386,7 +434,7 @@ mod tests {
 
     #[test]
     fn list_at_needs_the_history_back_to_its_revision() {
-        let cache = WatchCache::new(configmaps(), 2);
+        let cache = WatchCache::new(configmaps(), HistoryBound::events(2));
         cache.reset(Vec::new(), 1);
         cache.apply(&[put("a", 2, 2, None), put("b", 3, 3, None), put("c", 4, 4, None)], 4);
         let all = ObjectFilter::default();
@@ -398,7 +446,7 @@ mod tests {
 
     #[test]
     fn list_pages_by_key() {
-        let cache = WatchCache::new(configmaps(), 100);
+        let cache = WatchCache::new(configmaps(), HistoryBound::events(100));
         cache.reset(Vec::new(), 1);
         cache.apply(&[put("a", 2, 2, None), put("b", 3, 3, None), put("c", 4, 4, None)], 4);
         let filter = ObjectFilter::default();

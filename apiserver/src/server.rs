@@ -29,8 +29,8 @@ pub struct ServerConfig {
     pub kubeconfig_path: PathBuf,
     /// `--etcd-compaction-interval`; zero disables compaction.
     pub compaction_interval: Duration,
-    /// Events each resource's cache keeps for watches that resume.
-    pub history_events_max: usize,
+    /// The event history each resource's cache keeps for watches that resume.
+    pub history_bound: cache::HistoryBound,
     /// `--service-cluster-ip-range` and `--service-node-port-range`.
     pub service_network: ServiceNetwork,
     /// `--advertise-address`, which the `kubernetes` Service's endpoints list; None: the bind
@@ -48,7 +48,7 @@ impl ServerConfig {
             port: 6443,
             kubeconfig_path,
             compaction_interval: Duration::from_secs(300),
-            history_events_max: cache::HISTORY_EVENTS_MAX,
+            history_bound: cache::HistoryBound::default(),
             service_network: ServiceNetwork::default(),
             advertise_address: None,
             kubernetes_service_gate: None,
@@ -72,12 +72,8 @@ impl Server {
             .await
             .map_err(|error| Error::Internal(format!("cannot listen on {address}: {error}")))?;
         let address = listener.local_addr().map_err(|error| Error::Internal(error.to_string()))?;
-        let state = Arc::new(ApiState::new(
-            storage.clone(),
-            config.history_events_max,
-            address.to_string(),
-            config.service_network,
-        ));
+        let state =
+            Arc::new(ApiState::new(storage.clone(), config.history_bound, address.to_string(), config.service_network));
         for cache in state.caches() {
             tokio::spawn(cache_feed::run(cache.clone(), storage.clone()));
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::WatchCache;
+use crate::cache::{HistoryBound, WatchCache};
 use crate::error::{Error, ObjectRef};
 use crate::registry::{ResourceInfo, RESOURCES};
 use crate::storage::{Storage, StorageError};
@@ -30,11 +30,11 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(
         storage: Arc<dyn Storage>,
-        history_events_max: usize,
+        history_bound: HistoryBound,
         server_address: String,
         service_network: crate::service_allocation::ServiceNetwork,
     ) -> ApiState {
-        let caches = RESOURCES.iter().map(|info| Arc::new(WatchCache::new(info, history_events_max))).collect();
+        let caches = RESOURCES.iter().map(|info| Arc::new(WatchCache::new(info, history_bound))).collect();
         let (stopping, _) = tokio::sync::watch::channel(false);
         ApiState {
             storage,
