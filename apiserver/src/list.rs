@@ -233,7 +233,7 @@ fn list_metadata(info: &ResourceInfo, page: &Page) -> Value {
 /// The LIST answer: the cached encodings streamed ([`ListBody`]), a protobuf list, or a Table.
 pub async fn list(
     state: &ApiState,
-    info: &ResourceInfo,
+    info: &'static ResourceInfo,
     namespace: Option<&str>,
     params: &Params,
     output: Output,
@@ -241,8 +241,10 @@ pub async fn list(
     let page = page(state, info, namespace, params).await?;
     let metadata = list_metadata(info, &page);
     if let Output::Table(include) = output {
-        let objects: Vec<Value> = page.items.iter().map(|item| item.value()).collect();
-        return Ok(http::json_response(StatusCode::OK, &table::table(info, &objects, metadata, include)));
+        // Streamed too: each object becomes its row as its frame is written.
+        let head = serde_json::to_vec(&table::head(info, metadata)).expect("a JSON value encodes");
+        let rows = Box::new(table::row_encoder(info, include));
+        return Ok(json_stream(ListBody::encoded(&head, "rows", page.items, Some(rows))));
     }
     if output == Output::Protobuf {
         let items: Vec<Value> = page.items.iter().map(|item| item.value()).collect();
@@ -254,9 +256,13 @@ pub async fn list(
     let head = json!({ "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata });
     let head = serde_json::to_vec(&head).expect("a JSON value encodes");
     // Streamed: the objects' cached encodings are sent as they are, not copied into one body.
-    let mut response = Response::new(Body::new(ListBody::new(&head, page.items)));
+    Ok(json_stream(ListBody::new(&head, page.items)))
+}
+
+fn json_stream(body: ListBody) -> Response {
+    let mut response = Response::new(Body::new(body));
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(response)
+    response
 }
 
 /// GET of one object: a linearizable read unless a resourceVersion lets the cache answer.

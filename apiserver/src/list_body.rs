@@ -7,7 +7,9 @@
 //! drains, so what a LIST adds is a few frames in flight.
 //!
 //! The length is known up front, so the answer carries a Content-Length, as a body built whole
-//! did.
+//! did. A Table (what `kubectl get` asks for) is streamed the same way, but each object becomes
+//! a row only when its frame is written ([`ListBody::encoded`]); its length is not known, so it
+//! goes out chunked.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -23,48 +25,79 @@ use crate::cached_object::CachedObject;
 /// an object this large or larger is sent as a frame of its own, without a copy.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
-const ITEMS_OPEN: &[u8] = b",\"items\":[";
 const TRAILER: &[u8] = b"]}";
+
+/// What an object becomes in the body.
+type Encode = Box<dyn Fn(&CachedObject) -> Bytes + Send>;
 
 pub struct ListBody {
     /// `{"kind":..,"apiVersion":..,"metadata":{..},"items":[`, until the first frame takes it.
     head: Option<Bytes>,
-    items: std::iter::Peekable<std::vec::IntoIter<Arc<CachedObject>>>,
+    items: std::vec::IntoIter<Arc<CachedObject>>,
+    /// None: the object's cached JSON as it is.
+    encode: Option<Encode>,
+    /// An object's encoding that did not fit in the last frame (its comma not written yet).
+    carried: Option<Bytes>,
     /// Whether an object was written already (the next one needs a comma).
     wrote_item: bool,
-    /// A large object's JSON, to send after the frame that ends with its comma.
+    /// A large object's encoding, to send after the frame that ends with its comma.
     pending: Option<Bytes>,
     finished: bool,
-    /// Bytes not yet handed to hyper.
-    remaining: u64,
+    /// Bytes not yet handed to hyper, when known up front.
+    remaining: Option<u64>,
 }
 
 impl ListBody {
     /// `head` is the list without its items: an encoded JSON object (`{"kind":..,"metadata":..}`),
     /// to which `"items"` is added as its last member.
     pub fn new(head: &[u8], items: Vec<Arc<CachedObject>>) -> ListBody {
+        let mut body = ListBody::encoded(head, "items", items, None);
+        let items_bytes: usize = body.items.as_slice().iter().map(|item| item.json.len()).sum();
+        let commas = body.items.len().saturating_sub(1);
+        let open = body.head.as_ref().map_or(0, Bytes::len);
+        body.remaining = Some((open + items_bytes + commas + TRAILER.len()) as u64);
+        body
+    }
+
+    /// `head` with the array `member` of `items`, each as `encode` makes it (None: its cached
+    /// JSON); the length is not known up front.
+    pub fn encoded(head: &[u8], member: &str, items: Vec<Arc<CachedObject>>, encode: Option<Encode>) -> ListBody {
         assert!(head.last() == Some(&b'}'), "the list head is a JSON object");
-        let mut open = BytesMut::with_capacity(head.len() + ITEMS_OPEN.len());
+        let mut open = BytesMut::with_capacity(head.len() + member.len() + 5);
         open.put_slice(&head[..head.len() - 1]);
-        open.put_slice(ITEMS_OPEN);
-        let items_bytes: usize = items.iter().map(|item| item.json.len()).sum();
-        let commas = items.len().saturating_sub(1);
-        let length = open.len() + items_bytes + commas + TRAILER.len();
+        let separator = if head.len() > 2 { "," } else { "" };
+        open.put_slice(format!("{separator}\"{member}\":[").as_bytes());
         ListBody {
             head: Some(open.freeze()),
-            items: items.into_iter().peekable(),
+            items: items.into_iter(),
+            encode,
+            carried: None,
             wrote_item: false,
             pending: None,
             finished: false,
-            remaining: length as u64,
+            remaining: None,
         }
     }
 
     /// The next frame: never empty; None once the trailer was sent.
     fn next_frame(&mut self) -> Option<Bytes> {
         let frame = self.pending.take().or_else(|| self.next_chunk())?;
-        self.remaining -= frame.len() as u64;
+        if let Some(remaining) = self.remaining.as_mut() {
+            *remaining -= frame.len() as u64;
+        }
         Some(frame)
+    }
+
+    /// The next object's encoding, the one a full frame left over first.
+    fn next_piece(&mut self) -> Option<Bytes> {
+        if let Some(piece) = self.carried.take() {
+            return Some(piece);
+        }
+        let item = self.items.next()?;
+        Some(match &self.encode {
+            Some(encode) => encode(&item),
+            None => item.json.clone(),
+        })
     }
 
     fn next_chunk(&mut self) -> Option<Bytes> {
@@ -76,31 +109,31 @@ impl ListBody {
             chunk.put_slice(&head);
         }
         loop {
-            let Some(item) = self.items.peek() else {
+            let Some(piece) = self.next_piece() else {
                 chunk.put_slice(TRAILER);
                 self.finished = true;
                 break;
             };
-            let size = item.json.len();
+            let size = piece.len();
             let separator = usize::from(self.wrote_item);
             if size < CHUNK_BYTES && chunk.len() + separator + size > CHUNK_BYTES {
                 // Next frame: this one is full. It is not empty (an object under CHUNK_BYTES
                 // fits with its comma in an empty frame).
+                self.carried = Some(piece);
                 break;
             }
-            let item = self.items.next().expect("peeked");
             if self.wrote_item {
                 chunk.put_u8(b',');
             }
             self.wrote_item = true;
             if size >= CHUNK_BYTES {
-                self.pending = Some(item.json.clone());
                 if chunk.is_empty() {
-                    return self.pending.take();
+                    return Some(piece);
                 }
+                self.pending = Some(piece);
                 break;
             }
-            chunk.put_slice(&item.json);
+            chunk.put_slice(&piece);
         }
         Some(chunk.freeze())
     }
@@ -115,11 +148,14 @@ impl http_body::Body for ListBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        match self.remaining {
+            Some(remaining) => remaining == 0,
+            None => self.finished && self.pending.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        self.remaining.map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 
@@ -143,6 +179,19 @@ mod tests {
 
     fn head(metadata: Value) -> Vec<u8> {
         format!(r#"{{"kind":"ConfigMapList","apiVersion":"v1","metadata":{metadata}}}"#).into_bytes()
+    }
+
+    /// The frames of a body whose length is not known up front.
+    fn unsized_frames(mut body: ListBody) -> Vec<Bytes> {
+        assert_eq!(body.size_hint().exact(), None);
+        let mut frames = Vec::new();
+        while let Some(frame) = body.next_frame() {
+            assert!(!frame.is_empty(), "an empty frame");
+            assert!(frame.len() <= CHUNK_BYTES + TRAILER.len() || frame.len() > CHUNK_BYTES * 2);
+            frames.push(frame);
+        }
+        assert!(body.is_end_stream());
+        frames
     }
 
     /// The frames, checking each against the size hint and the frame size.
@@ -209,6 +258,37 @@ mod tests {
         let expected: Vec<String> = (0..500).map(|index| format!("cm-{index:04}")).collect();
         assert_eq!(names, expected);
         assert_eq!(list["items"][42], items[42].value());
+    }
+
+    /// A Table streamed row by row is the Table built whole, large rows and a frame's leftover
+    /// row included.
+    #[test]
+    fn a_streamed_table_is_the_table_built_whole() {
+        let configmaps = registry::find("", "v1", "configmaps").unwrap();
+        let mut items: Vec<_> = (0..300).map(|index| object(&format!("cm-{index:04}"), 400)).collect();
+        items.insert(150, object("large", CHUNK_BYTES * 3));
+        let metadata = json!({"resourceVersion": "9", "continue": "next"});
+        // With whole objects the rows fill several frames, and the large one is a frame alone.
+        for (include, frames_min) in
+            [(crate::http::IncludeObject::Object, 4), (crate::http::IncludeObject::Metadata, 1)]
+        {
+            let head = serde_json::to_vec(&crate::table::head(configmaps, metadata.clone())).unwrap();
+            let rows = Box::new(crate::table::row_encoder(configmaps, include));
+            let frames = unsized_frames(ListBody::encoded(&head, "rows", items.clone(), Some(rows)));
+            assert!(frames.len() >= frames_min, "{} frames", frames.len());
+            let objects: Vec<Value> = items.iter().map(|item| item.value()).collect();
+            let whole = crate::table::table(configmaps, &objects, metadata.clone(), include);
+            let streamed = joined(&frames);
+            assert_eq!(streamed["rows"].as_array().unwrap().len(), 301);
+            // The Age cells are computed at two moments; the rest must be equal.
+            let without_age = |mut table: Value| {
+                for row in table["rows"].as_array_mut().unwrap() {
+                    row["cells"].as_array_mut().unwrap().pop();
+                }
+                table
+            };
+            assert_eq!(without_age(streamed), without_age(whole));
+        }
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! `kubectl get` shows for each type (priority 1 columns are `-o wide`'s), with each row's
 //! object as PartialObjectMetadata, the full object, or nothing (`includeObject`).
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::cached_object::CachedObject;
 use crate::http::IncludeObject;
 use crate::registry::ResourceInfo;
 
@@ -338,6 +340,14 @@ fn row(info: &ResourceInfo, object: &Value, include: IncludeObject, now: i64) ->
 /// A Table of `objects`, with the list's metadata (resourceVersion, continue).
 pub fn table(info: &ResourceInfo, objects: &[Value], list_metadata: Value, include: IncludeObject) -> Value {
     let now = jiff::Timestamp::now().as_second();
+    let mut table = head(info, list_metadata);
+    table["rows"] = objects.iter().map(|object| row(info, object, include, now)).collect();
+    table
+}
+
+/// A Table without its rows, which a LIST streams after it as the last member (`rows` sorts
+/// last, so the bytes are those of [`table`]'s encoding).
+pub fn head(info: &ResourceInfo, list_metadata: Value) -> Value {
     let definitions: Vec<Value> = columns(info)
         .iter()
         .map(|column| {
@@ -345,14 +355,22 @@ pub fn table(info: &ResourceInfo, objects: &[Value], list_metadata: Value, inclu
             json!({"name": column.name, "type": column.kind, "format": format, "description": column.description, "priority": column.priority})
         })
         .collect();
-    let rows: Vec<Value> = objects.iter().map(|object| row(info, object, include, now)).collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_metadata,
         "columnDefinitions": definitions,
-        "rows": rows,
     })
+}
+
+/// The rows of a streamed Table: each cached object decoded, made a row and encoded on its own,
+/// so a Table of 100k pods never holds more than one of them decoded.
+pub fn row_encoder(info: &'static ResourceInfo, include: IncludeObject) -> impl Fn(&CachedObject) -> Bytes + Send {
+    let now = jiff::Timestamp::now().as_second();
+    move |object| {
+        let row = row(info, &object.value(), include, now);
+        Bytes::from(serde_json::to_vec(&row).expect("a JSON value encodes"))
+    }
 }
 
 /// The age of an object created at `timestamp` (RFC 3339), in kubectl's short form.
