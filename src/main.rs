@@ -473,10 +473,20 @@ struct ServerArgs {
     #[arg(long, default_value = "5m")]
     etcd_compaction_interval: String,
     /// An external etcd for the apiserver instead of keel's own store (kube-apiserver's flag):
-    /// comma-separated http:// URLs. keel then starts no store or etcd API of its own, and the
-    /// store flags (--listen-client-urls, ...) are unused.
+    /// comma-separated http:// or https:// URLs. keel then starts no store or etcd API of its
+    /// own, and the store flags (--listen-client-urls, ...) are unused.
     #[arg(long)]
     etcd_servers: Option<String>,
+    /// With https:// --etcd-servers: the CA that signed etcd's serving certificate (PEM).
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// With https:// --etcd-servers: the client certificate keel presents to etcd (PEM), for an
+    /// etcd run with --client-cert-auth; with --etcd-keyfile.
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    /// The private key of --etcd-certfile (PEM).
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
     /// Run the control loops (namespace lifecycle, garbage collector) as clients of this
     /// server's API; `--controllers=false` runs the API alone (namespaces then stay Terminating
     /// and dependents are never collected, as without kube-controller-manager).
@@ -567,9 +577,13 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
         Some(advertise_address(args.advertise_address).map_err(|error| format!("keel server: {error}"))?);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| error.to_string())?;
+    if args.etcd_servers.is_none() && external_etcd_tls(&args)?.is_some() {
+        return Err("keel server: --etcd-cafile, --etcd-certfile and --etcd-keyfile need --etcd-servers".into());
+    }
     if let Some(servers) = args.etcd_servers.clone() {
         let identity = args.controllers.then(|| controllers::leader_election::unique_identity(&args.store.name));
-        return runtime.block_on(serve_over_etcd(servers, api_config, identity));
+        let tls = external_etcd_tls(&args)?;
+        return runtime.block_on(serve_over_etcd(servers, tls, api_config, identity));
     }
     runtime.block_on(async move {
         let mut api_config = api_config;
@@ -625,6 +639,19 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
     })
 }
 
+/// `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile`: None when none is given.
+fn external_etcd_tls(args: &ServerArgs) -> Result<Option<apiserver::EtcdTls>, String> {
+    match (&args.etcd_cafile, &args.etcd_certfile, &args.etcd_keyfile) {
+        (None, None, None) => Ok(None),
+        (None, _, _) => Err("keel server: --etcd-certfile and --etcd-keyfile need --etcd-cafile".into()),
+        (Some(ca_file), cert_file, key_file) => Ok(Some(apiserver::EtcdTls {
+            ca_file: ca_file.clone(),
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        })),
+    }
+}
+
 /// `keel server --etcd-servers`: the Kubernetes API (and the controllers) over an external etcd,
 /// as kube-apiserver runs. keel starts no store, no Raft member and no etcd API of its own: the
 /// data belongs to that etcd, and clients of the etcd API talk to it directly. Several servers
@@ -632,10 +659,11 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
 /// (`controller_identity`, None: `--controllers=false`).
 async fn serve_over_etcd(
     servers: String,
+    tls: Option<apiserver::EtcdTls>,
     api_config: apiserver::ServerConfig,
     controller_identity: Option<String>,
 ) -> Result<(), String> {
-    let storage = apiserver::EtcdStorage::connect(&servers)
+    let storage = apiserver::EtcdStorage::connect(&servers, tls.as_ref())
         .await
         .map_err(|error| format!("keel server: --etcd-servers={servers}: {error}"))?;
     let api = apiserver::Server::start(api_config, Arc::new(storage))

@@ -415,3 +415,96 @@ fn a_member_whose_peer_certificate_is_not_trusted_takes_no_part() {
     assert_eq!(reported_leader(&members[2], &tls), None, "{}", logs());
     assert_eq!(etcdctl_eventually(&members[2], &tls, &["get", "trusted", "--consistency", "s"]), "", "{}", logs());
 }
+
+/// A real etcd 3.4 serving its client URL over TLS and requiring client certificates.
+fn tls_etcd(pki: &Pki, dir: &Path) -> Member {
+    let endpoint = format!("https://127.0.0.1:{}", free_port());
+    let peer_url = format!("http://127.0.0.1:{}", free_port());
+    let log = dir.join("etcd.log");
+    let child = Command::new("etcd")
+        .args(["--name", "tls-etcd", "--data-dir"])
+        .arg(dir.join("etcd"))
+        .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args(["--initial-cluster", &format!("tls-etcd={peer_url}")])
+        .args(pki.server_flags())
+        .args(["--trusted-ca-file", &pki.file("ca.pem"), "--client-cert-auth"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("etcd is installed by scripts/setup");
+    Member { child, endpoint, log }
+}
+
+/// Starts `keel server` with `args` and waits for it to exit; answers its log.
+fn keel_server_exits(dir: &Path, args: &[&str]) -> String {
+    let log = dir.join("keel-refused.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("server")
+        .args(["--data-dir", dir.join("refused").to_str().unwrap()])
+        .args(["--secure-port", &free_port().to_string(), "--advertise-address", "192.0.2.10"])
+        .args(["--write-kubeconfig", dir.join("refused.yaml").to_str().unwrap(), "--controllers=false"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start keel server");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("keel server {args:?} did not exit: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "keel server {args:?} succeeded: {text}");
+    text
+}
+
+/// kube-apiserver's `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile`: the Kubernetes API
+/// over an etcd that serves TLS and requires client certificates; kubectl's writes land in that
+/// etcd. Without the client certificate etcd refuses keel, and keel says so at start.
+#[test]
+fn the_apiserver_reaches_an_etcd_that_requires_client_certificates() {
+    use support::keel_server::{kubectl_binary, KeelServer};
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = tls_etcd(&pki, dir.path());
+    etcdctl_eventually(&etcd, &pki.etcdctl_flags(true), &["endpoint", "health"]);
+    let (ca, cert, key) = (pki.file("ca.pem"), pki.file("client.pem"), pki.file("client-key.pem"));
+
+    let server = KeelServer::start_with(&[
+        "--etcd-servers",
+        &etcd.endpoint,
+        "--etcd-cafile",
+        &ca,
+        "--etcd-certfile",
+        &cert,
+        "--etcd-keyfile",
+        &key,
+        "--controllers=false",
+    ]);
+    let kubectl = kubectl_binary("1.33");
+    server.ok(&kubectl, &["create", "configmap", "over-tls", "--from-literal=greeting=hello"]);
+    let configmap = server.json(&kubectl, &["get", "configmap", "over-tls"]);
+    assert_eq!(configmap["data"]["greeting"], "hello");
+    let stored = etcdctl_eventually(&etcd, &pki.etcdctl_flags(true), &["get", "/registry/configmaps/default/over-tls"]);
+    assert!(stored.contains("hello"), "the configmap is not in etcd: {stored}");
+
+    // etcd closes the handshake of a client without a certificate.
+    let refused = keel_server_exits(dir.path(), &["--etcd-servers", &etcd.endpoint, "--etcd-cafile", &ca]);
+    assert!(refused.contains("--etcd-servers="), "{refused}");
+    // The flags are checked before any connection.
+    let no_ca = keel_server_exits(dir.path(), &["--etcd-servers", &etcd.endpoint]);
+    assert!(no_ca.contains("https:// URLs need --etcd-cafile"), "{no_ca}");
+    let lone_cert = keel_server_exits(
+        dir.path(),
+        &["--etcd-servers", &etcd.endpoint, "--etcd-cafile", &ca, "--etcd-certfile", &cert],
+    );
+    assert!(lone_cert.contains("--etcd-certfile and --etcd-keyfile go together"), "{lone_cert}");
+}

@@ -78,5 +78,5 @@ pub use server::{Server, ServerConfig};
 pub use service_allocation::ServiceNetwork;
 pub use service_ip::ServiceCidr;
 pub use storage::{Condition, FeedItem, RangePage, Storage, StorageError, StorageResult, Write};
-pub use storage_etcd::EtcdStorage;
+pub use storage_etcd::{EtcdStorage, EtcdTls};
 pub use storage_native::NativeStorage;

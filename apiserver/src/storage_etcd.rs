@@ -5,11 +5,15 @@
 //! `prev_kv` and periodic progress notifications. What that feed reports, and why it is not
 //! "progress at every revision", is in [`crate::storage::FeedItem`].
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::proto::PbKeyValue;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse, WatchOptions};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions,
+};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use store::{Event, EventKind, KeyValue};
@@ -38,6 +42,34 @@ pub struct EtcdStorage {
     servers: String,
 }
 
+/// TLS to etcd, from kube-apiserver's flags: `--etcd-cafile` (the CA that signed etcd's
+/// serving certificate), and `--etcd-certfile` with `--etcd-keyfile` (the client certificate,
+/// for an etcd run with `--client-cert-auth`). PEM files.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdTls {
+    pub ca_file: PathBuf,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    fn options(&self) -> StorageResult<TlsOptions> {
+        let read = |flag: &str, path: &Path| {
+            std::fs::read(path).map_err(|error| StorageError::Internal(format!("{flag}={}: {error}", path.display())))
+        };
+        let ca = read("--etcd-cafile", &self.ca_file)?;
+        let options = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => Ok(options),
+            (Some(cert), Some(key)) => {
+                let identity = Identity::from_pem(read("--etcd-certfile", cert)?, read("--etcd-keyfile", key)?);
+                Ok(options.identity(identity))
+            }
+            _ => Err(StorageError::Internal("--etcd-certfile and --etcd-keyfile go together".into())),
+        }
+    }
+}
+
 impl std::fmt::Debug for EtcdStorage {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("EtcdStorage").field("servers", &self.servers).finish()
@@ -45,24 +77,44 @@ impl std::fmt::Debug for EtcdStorage {
 }
 
 impl EtcdStorage {
-    /// Connects to `servers`, a comma-separated list of `http://host:port` URLs (kube-apiserver's
-    /// `--etcd-servers`), and checks that etcd answers.
-    pub async fn connect(servers: &str) -> StorageResult<EtcdStorage> {
+    /// Connects to `servers`, a comma-separated list of `http://` or `https://` URLs
+    /// (kube-apiserver's `--etcd-servers`), and checks that etcd answers. `https://` needs `tls`.
+    pub async fn connect(servers: &str, tls: Option<&EtcdTls>) -> StorageResult<EtcdStorage> {
         let endpoints: Vec<&str> = servers.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
         if endpoints.is_empty() {
             return Err(StorageError::Internal("--etcd-servers: no URL given".into()));
         }
-        if let Some(url) = endpoints.iter().find(|url| !url.starts_with("http://")) {
-            return Err(StorageError::NotImplemented(format!(
-                "--etcd-servers: {url}: only http:// URLs are supported (no client TLS to etcd yet)"
-            )));
+        let secure = endpoints.iter().filter(|url| url.starts_with("https://")).count();
+        if let Some(url) = endpoints.iter().find(|url| !url.starts_with("http://") && !url.starts_with("https://")) {
+            return Err(StorageError::Internal(format!("--etcd-servers: {url}: not an http:// or https:// URL")));
         }
+        if secure != 0 && secure != endpoints.len() {
+            return Err(StorageError::Internal("--etcd-servers: mixes http:// and https:// URLs".into()));
+        }
+        let tls = match (secure > 0, tls) {
+            (true, Some(tls)) => Some(tls.options()?),
+            (true, None) => {
+                return Err(StorageError::Internal(
+                    "--etcd-servers: https:// URLs need --etcd-cafile (the CA that signed etcd's certificate)".into(),
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(StorageError::Internal(
+                    "--etcd-cafile, --etcd-certfile and --etcd-keyfile need https:// --etcd-servers".into(),
+                ))
+            }
+            (false, None) => None,
+        };
         let options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
             .with_keep_alive_while_idle(true)
             // As kube-apiserver: a member cut off from its leader refuses instead of serving.
             .with_require_leader(true);
+        let options = match tls {
+            Some(tls) => options.with_tls(tls),
+            None => options,
+        };
         let client = Client::connect(&endpoints, Some(options)).await.map_err(|error| etcd_error(error, 0))?;
         let storage = EtcdStorage { client, servers: servers.to_string() };
         storage.current_revision().await?;
