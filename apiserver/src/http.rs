@@ -25,17 +25,19 @@ pub fn response_as(output: Output, code: StatusCode, value: &Value) -> Response 
 /// JSON: it cannot be protobuf either).
 pub fn protobuf_response(code: StatusCode, value: &Value) -> Response {
     match protobuf::encode(value) {
-        Ok(body) => {
-            let mut response = Response::new(Body::from(body));
-            *response.status_mut() = code;
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(protobuf::MEDIA_TYPE));
-            response
-        }
+        Ok(body) => protobuf_body_response(code, Body::from(body)),
         Err(error) => {
             tracing::warn!(%error, "a response could not be encoded as protobuf");
             json_response(error.code(), &error.status())
         }
     }
+}
+
+pub fn protobuf_body_response(code: StatusCode, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = code;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(protobuf::MEDIA_TYPE));
+    response
 }
 
 /// The largest request body accepted (kube-apiserver's limit is 3 MiB too).

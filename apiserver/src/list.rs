@@ -29,12 +29,12 @@ use crate::cached_object::CachedObject;
 use crate::continue_token::ContinueToken;
 use crate::error::{Error, ObjectRef, Result};
 use crate::http::{self, Output, Params};
-use crate::list_body::ListBody;
+use crate::list_body::{FramesBody, ListBody, CHUNK_BYTES};
 use crate::registry::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector, ObjectFilter};
 use crate::state::{storage_error, ApiState};
 use crate::storage::StorageError;
-use crate::{cache_feed, keys, table, writer};
+use crate::{cache_feed, keys, protobuf, table, writer};
 
 /// How long a LIST at resourceVersion N waits for a cache whose feed reports no progress at
 /// every revision (it reaches N only if its resource changes at or after N) before it reads the
@@ -247,11 +247,15 @@ pub async fn list(
         return Ok(json_stream(ListBody::encoded(&head, "rows", page.items, Some(rows))));
     }
     if output == Output::Protobuf {
-        let items: Vec<Value> = page.items.iter().map(|item| item.value()).collect();
-        let list = json!({
-            "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata, "items": items,
+        // Each object is converted alone; the answer holds the list's protobuf bytes, not the
+        // objects decoded.
+        let list =
+            json!({ "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata });
+        let items = page.items.iter().map(|item| item.value());
+        return Ok(match protobuf::encode_list(&list, items, CHUNK_BYTES) {
+            Ok(frames) => http::protobuf_body_response(StatusCode::OK, Body::new(FramesBody::new(frames))),
+            Err(error) => http::json_response(error.code(), &error.status()),
         });
-        return Ok(http::protobuf_response(StatusCode::OK, &list));
     }
     let head = json!({ "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata });
     let head = serde_json::to_vec(&head).expect("a JSON value encodes");

@@ -159,6 +159,42 @@ impl http_body::Body for ListBody {
     }
 }
 
+/// A body of frames encoded already (a protobuf LIST, `protobuf::encode_list`), sent as they
+/// are, with its Content-Length: no copy into one buffer.
+pub struct FramesBody {
+    frames: std::vec::IntoIter<Bytes>,
+    remaining: u64,
+}
+
+impl FramesBody {
+    pub fn new(frames: Vec<Bytes>) -> FramesBody {
+        let remaining = frames.iter().map(|frame| frame.len() as u64).sum();
+        FramesBody { frames: frames.into_iter(), remaining }
+    }
+}
+
+impl http_body::Body for FramesBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let body = self.get_mut();
+        let frame = body.frames.find(|frame| !frame.is_empty());
+        if let Some(frame) = &frame {
+            body.remaining -= frame.len() as u64;
+        }
+        Poll::Ready(frame.map(|frame| Ok(Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::protobuf_from_json::json_to_message;
 use crate::protobuf_json::message_to_json;
-use crate::protobuf_schema::message_for;
-use crate::protobuf_wire::{malformed, put_bytes_field, Reader, WireType};
+use crate::protobuf_schema::{message_for, Field, Type};
+use crate::protobuf_wire::{malformed, put_bytes_field, put_key, put_varint, Reader, WireType};
 
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
@@ -77,9 +77,7 @@ pub fn encode(object: &Value) -> Result<Bytes> {
         Error::Internal(format!("no protobuf message is known for kind {kind:?} of version {api_version:?}"))
     })?;
     let raw = json_to_message(object, message)?;
-    let mut type_meta = Vec::new();
-    put_bytes_field(&mut type_meta, 1, api_version.as_bytes());
-    put_bytes_field(&mut type_meta, 2, kind.as_bytes());
+    let type_meta = type_meta(api_version, kind);
     let mut body = Vec::with_capacity(MAGIC.len() + raw.len() + type_meta.len() + 16);
     body.extend_from_slice(MAGIC);
     put_bytes_field(&mut body, 1, &type_meta);
@@ -87,6 +85,53 @@ pub fn encode(object: &Value) -> Result<Bytes> {
     put_bytes_field(&mut body, 3, b"");
     put_bytes_field(&mut body, 4, b"");
     Ok(Bytes::from(body))
+}
+
+/// A list (`list`: apiVersion, kind and metadata, no items) with `items` as a protobuf body, cut
+/// into frames of about `frame_bytes`. Each item is converted on its own and only its bytes are
+/// kept, so a LIST of 100k pods holds its protobuf encoding, never 100k decoded objects. The
+/// bytes are those of [`encode`] of the whole list: a list message's `metadata` is field 1 and
+/// its `items` field 2, so the items follow everything else.
+pub fn encode_list(list: &Value, items: impl Iterator<Item = Value>, frame_bytes: usize) -> Result<Vec<Bytes>> {
+    let api_version = list["apiVersion"].as_str().unwrap_or("");
+    let kind = list["kind"].as_str().unwrap_or("");
+    let message = message_for(api_version, kind).ok_or_else(|| {
+        Error::Internal(format!("no protobuf message is known for kind {kind:?} of version {api_version:?}"))
+    })?;
+    let item_message = match message.field(2) {
+        Some(Field { json_name: "items", value: Type::Message(item), .. }) => *item,
+        _ => return Err(Error::Internal(format!("{kind} has no items message as its field 2"))),
+    };
+    let head_fields = json_to_message(list, message)?;
+    let mut frames = Vec::new();
+    let mut frame = Vec::with_capacity(frame_bytes);
+    let mut raw_bytes = head_fields.len();
+    for item in items {
+        let before = frame.len();
+        put_bytes_field(&mut frame, 2, &json_to_message(&item, item_message)?);
+        raw_bytes += frame.len() - before;
+        if frame.len() >= frame_bytes {
+            frames.push(Bytes::from(std::mem::replace(&mut frame, Vec::with_capacity(frame_bytes))));
+        }
+    }
+    let mut head = Vec::with_capacity(MAGIC.len() + api_version.len() + kind.len() + head_fields.len() + 32);
+    head.extend_from_slice(MAGIC);
+    put_bytes_field(&mut head, 1, &type_meta(api_version, kind));
+    put_key(&mut head, 2, WireType::LengthDelimited);
+    put_varint(&mut head, raw_bytes as u64);
+    head.extend_from_slice(&head_fields);
+    put_bytes_field(&mut frame, 3, b"");
+    put_bytes_field(&mut frame, 4, b"");
+    frames.insert(0, Bytes::from(head));
+    frames.push(Bytes::from(frame));
+    Ok(frames)
+}
+
+fn type_meta(api_version: &str, kind: &str) -> Vec<u8> {
+    let mut type_meta = Vec::with_capacity(api_version.len() + kind.len() + 4);
+    put_bytes_field(&mut type_meta, 1, api_version.as_bytes());
+    put_bytes_field(&mut type_meta, 2, kind.as_bytes());
+    type_meta
 }
 
 /// One frame of a protobuf watch: the event of `event_type` (ADDED, ..., BOOKMARK, ERROR) around
@@ -236,6 +281,38 @@ mod tests {
             meta = meta.string(number, "");
         }
         meta.varint(7, 0).message(8, Encoder::new())
+    }
+
+    /// A LIST encoded item by item, in frames, is the list encoded whole, and decodes back.
+    #[test]
+    fn a_list_encoded_item_by_item_is_the_list_encoded_whole() {
+        let pod = |index: usize| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("p-{index}"), "namespace": "default", "resourceVersion": "12",
+                             "labels": {"app": "x".repeat(index % 300)}},
+                "spec": {"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}]}]},
+                "status": {"phase": "Pending"},
+            })
+        };
+        let list =
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "12", "continue": "t"}});
+        for count in [0, 1, 500] {
+            let items: Vec<Value> = (0..count).map(pod).collect();
+            let frames = encode_list(&list, items.clone().into_iter(), 4096).unwrap();
+            if count == 500 {
+                assert!(frames.len() > 10, "{} frames", frames.len());
+            }
+            let mut whole = list.clone();
+            whole["items"] = json!(items);
+            let encoded = encode(&whole).unwrap();
+            assert_eq!(frames.concat(), encoded.to_vec(), "{count} items");
+            let decoded = decode(&encoded).unwrap();
+            assert_eq!(decoded["items"].as_array().map_or(0, Vec::len), count);
+            assert_eq!(decoded["metadata"]["continue"], "t");
+        }
+        let not_a_list = json!({"apiVersion": "v1", "kind": "Pod"});
+        assert!(encode_list(&not_a_list, std::iter::empty(), 4096).is_err());
     }
 
     #[test]
