@@ -107,12 +107,17 @@ pub fn encode_list(list: &Value, items: impl Iterator<Item = Value>, frame_bytes
     let mut frame = Vec::with_capacity(frame_bytes);
     let mut raw_bytes = head_fields.len();
     for item in items {
-        let before = frame.len();
-        put_bytes_field(&mut frame, 2, &json_to_message(&item, item_message)?);
-        raw_bytes += frame.len() - before;
-        if frame.len() >= frame_bytes {
-            frames.push(Bytes::from(std::mem::replace(&mut frame, Vec::with_capacity(frame_bytes))));
+        let raw = json_to_message(&item, item_message)?;
+        // A frame is sent when the next item would not fit, so it never grows past its
+        // allocation (a Bytes keeps a Vec's whole capacity).
+        let field_bytes = raw.len() + FIELD_HEAD_BYTES_MAX;
+        if !frame.is_empty() && frame.len() + field_bytes > frame_bytes {
+            let next = Vec::with_capacity(frame_bytes.max(field_bytes));
+            frames.push(Bytes::from(std::mem::replace(&mut frame, next)));
         }
+        let before = frame.len();
+        put_bytes_field(&mut frame, 2, &raw);
+        raw_bytes += frame.len() - before;
     }
     let mut head = Vec::with_capacity(MAGIC.len() + api_version.len() + kind.len() + head_fields.len() + 32);
     head.extend_from_slice(MAGIC);
@@ -126,6 +131,9 @@ pub fn encode_list(list: &Value, items: impl Iterator<Item = Value>, frame_bytes
     frames.push(Bytes::from(frame));
     Ok(frames)
 }
+
+/// A field's key and length prefix take at most this many bytes.
+const FIELD_HEAD_BYTES_MAX: usize = 1 + 10;
 
 fn type_meta(api_version: &str, kind: &str) -> Vec<u8> {
     let mut type_meta = Vec::with_capacity(api_version.len() + kind.len() + 4);
