@@ -1,7 +1,8 @@
 //! A LIST large enough to be sent in many frames (`apiserver/src/list_body.rs` streams a JSON
 //! LIST from the cached encodings instead of building the body whole), read whole and in pages
-//! by the `kube` crate, by kubectl 1.33 and over plain HTTP: every object, in key order, with
-//! the list's resourceVersion and continue tokens, and a Content-Length that matches the body.
+//! by the `kube` crate, by kubectl 1.33 (as JSON and as the Table it prints) and over plain HTTP:
+//! every object, in key order, with the list's resourceVersion and continue tokens, and a
+//! Content-Length that matches the body.
 
 mod support;
 
@@ -156,6 +157,19 @@ async fn a_large_list_streams_every_object_in_order() {
         let names = server.ok(&kubectl, &["get", "configmaps", "-n", NAMESPACE, "-o", "name"]);
         let expected: Vec<String> = (0..OBJECTS).map(|index| format!("configmap/{}", name(index))).collect();
         assert!(names.lines().eq(expected.iter().map(String::as_str)), "kubectl -o name");
+        // kubectl's own printing asks for a Table, streamed row by row in many frames.
+        let table = server.ok(&kubectl, &["get", "configmaps", "-n", NAMESPACE, "--chunk-size", "0"]);
+        let mut lines = table.lines();
+        let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
+        assert_eq!(header, ["NAME", "DATA", "AGE"]);
+        let rows: Vec<(String, String)> = lines
+            .map(|line| {
+                let cells: Vec<&str> = line.split_whitespace().collect();
+                (cells[0].to_string(), cells[1].to_string())
+            })
+            .collect();
+        let expected: Vec<(String, String)> = (0..OBJECTS).map(|index| (name(index), "1".to_string())).collect();
+        assert!(rows == expected, "kubectl's table: {} rows, not the objects in key order", rows.len());
         server
     })
     .await

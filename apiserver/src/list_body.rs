@@ -31,7 +31,8 @@ const TRAILER: &[u8] = b"]}";
 type Encode = Box<dyn Fn(&CachedObject) -> Bytes + Send>;
 
 pub struct ListBody {
-    /// `{"kind":..,"apiVersion":..,"metadata":{..},"items":[`, until the first frame takes it.
+    /// The head with its array opened (`{"kind":..,"metadata":{..},"items":[`), until the first
+    /// frame takes it.
     head: Option<Bytes>,
     items: std::vec::IntoIter<Arc<CachedObject>>,
     /// None: the object's cached JSON as it is.
