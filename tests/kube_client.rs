@@ -153,3 +153,68 @@ async fn watcher_relists_after_410_gone() {
     next_seen(&mut events, &Seen::Delete("before".into())).await;
     task.abort();
 }
+
+/// The kube crate's metadata API (`as=PartialObjectMetadataList`): a list, a get and a watch
+/// that carry each object's metadata and nothing of its data, and a `metadata_watcher` that
+/// follows a label change and a delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_lists_gets_and_watches() {
+    use kube::api::{ListParams, ResourceExt};
+    use kube::runtime::metadata_watcher;
+
+    let server = KeelServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
+    for name in ["meta-a", "meta-b"] {
+        api.create(&PostParams::default(), &config_map(name)).await.unwrap();
+    }
+
+    let list = api.list_metadata(&ListParams::default().labels("test=kube")).await.unwrap();
+    let names: Vec<String> = list.items.iter().map(|item| item.name_any()).collect();
+    assert_eq!(names, ["meta-a", "meta-b"]);
+    assert_eq!(list.items[0].types.as_ref().map(|types| types.kind.as_str()), Some("PartialObjectMetadata"));
+    assert!(list.metadata.resource_version.as_deref().is_some_and(|version| !version.is_empty()));
+    let one = api.get_metadata("meta-a").await.unwrap();
+    assert_eq!(one.labels().get("test").map(String::as_str), Some("kube"));
+    assert!(one.metadata.uid.is_some() && one.metadata.creation_timestamp.is_some());
+
+    // The raw answer has the metadata only: no data.
+    let port = server.api_port();
+    let raw = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let request = "GET /api/v1/namespaces/default/configmaps/meta-a HTTP/1.1\r\nHost: keel\r\n\
+                       Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1\r\n\
+                       Connection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (_, body) = response.split_once("\r\n\r\n").expect("a header block");
+        serde_json::from_str::<serde_json::Value>(body).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(raw["kind"], "PartialObjectMetadata");
+    assert_eq!(raw["apiVersion"], "meta.k8s.io/v1");
+    assert!(raw.get("data").is_none(), "{raw}");
+
+    let events = metadata_watcher(api.clone(), watcher::Config::default().labels("test=kube")).touched_objects();
+    let mut events = Box::pin(events);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        let object = tokio::time::timeout(WAIT, events.next()).await.unwrap().unwrap().unwrap();
+        assert!(object.labels().contains_key("test"));
+        seen.insert(object.name_any());
+    }
+    let watch = api.watch_metadata(&WatchParams::default(), &list.metadata.resource_version.unwrap()).await.unwrap();
+    let mut watch = Box::pin(watch);
+    api.delete("meta-b", &DeleteParams::default()).await.unwrap();
+    let deleted = loop {
+        match tokio::time::timeout(WAIT, watch.next()).await.unwrap().unwrap().unwrap() {
+            WatchEvent::Deleted(object) => break object,
+            WatchEvent::Bookmark(_) => continue,
+            other => panic!("expected the delete, got {other:?}"),
+        }
+    };
+    assert_eq!(deleted.name_any(), "meta-b");
+    assert_eq!(deleted.types.as_ref().map(|types| types.kind.as_str()), Some("PartialObjectMetadata"));
+}

@@ -17,7 +17,7 @@ use crate::protobuf;
 pub fn response_as(output: Output, code: StatusCode, value: &Value) -> Response {
     match output {
         Output::Protobuf => protobuf_response(code, value),
-        Output::Json | Output::Table(_) => json_response(code, value),
+        Output::Json | Output::Table(_) | Output::Metadata => json_response(code, value),
     }
 }
 
@@ -183,6 +183,10 @@ pub enum Output {
     /// Kubernetes protobuf (`protobuf.rs`); Tables stay JSON, as kube-apiserver's do.
     Protobuf,
     Table(IncludeObject),
+    /// `as=PartialObjectMetadata` or `as=PartialObjectMetadataList` (meta.k8s.io v1 or v1beta1,
+    /// JSON only): each object as its metadata alone, what client-go's and kube's metadata
+    /// clients and informers ask for.
+    Metadata,
 }
 
 /// The media types keel answers in, in kube-apiserver's order of preference (JSON first, so `*/*`
@@ -239,8 +243,9 @@ fn parse_accept(accept: &str) -> Vec<AcceptClause<'_>> {
 /// Reads the Accept header as kube-apiserver's negotiation does: the first clause, in preference
 /// order, that a served media type matches and whose parameters can be served wins. `as=Table`
 /// (meta.k8s.io v1 or v1beta1) is served in JSON only; a protobuf Table clause is passed over, as
-/// is any other `as=` conversion (keel serves no PartialObjectMetadata) and a `stream=` other
-/// than `watch`. No header is JSON; nothing acceptable is 406.
+/// is a protobuf PartialObjectMetadata clause, any other `as=` conversion and a `stream=` other
+/// than `watch`. No header is JSON; nothing acceptable is 406. Either PartialObjectMetadata kind
+/// is taken for a single object or a list alike (kube-apiserver insists on the matching one).
 pub fn negotiate(headers: &HeaderMap, params: &Params) -> Result<Output> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()) else {
         return Ok(Output::Json);
@@ -259,13 +264,14 @@ pub fn negotiate(headers: &HeaderMap, params: &Params) -> Result<Output> {
                 continue;
             }
             let json = subtype == "json";
+            let meta_v1 = clause.parameters.get("g").copied() == Some("meta.k8s.io")
+                && matches!(clause.parameters.get("v").copied(), Some("v1" | "v1beta1"));
             match clause.parameters.get("as").copied() {
                 None => return Ok(if json { Output::Json } else { Output::Protobuf }),
-                Some("Table")
-                    if json
-                        && clause.parameters.get("g").copied() == Some("meta.k8s.io")
-                        && matches!(clause.parameters.get("v").copied(), Some("v1" | "v1beta1")) =>
-                {
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList") if json && meta_v1 => {
+                    return Ok(Output::Metadata)
+                }
+                Some("Table") if json && meta_v1 => {
                     let include = match params.get("includeObject") {
                         Some("None") => IncludeObject::None,
                         Some("Object") => IncludeObject::Object,
@@ -337,6 +343,12 @@ mod tests {
             Some(Output::Table(IncludeObject::Metadata)),
         );
         check("application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;v=v1;g=meta.k8s.io", None);
+        // What client-go's metadata client sends: the protobuf clause is passed over.
+        let metadata_client = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,\
+                               application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        check(metadata_client, Some(Output::Metadata));
+        check("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", Some(Output::Metadata));
+        check("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2", None);
         check("application/vnd.kubernetes.protobuf;stream=other", None);
         check("application/yaml", None);
         check("text/html", None);

@@ -34,7 +34,7 @@ use crate::registry::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector, ObjectFilter};
 use crate::state::{storage_error, ApiState};
 use crate::storage::StorageError;
-use crate::{cache_feed, keys, protobuf, table, writer};
+use crate::{cache_feed, keys, object, protobuf, table, writer};
 
 /// How long a LIST at resourceVersion N waits for a cache whose feed reports no progress at
 /// every revision (it reaches N only if its resource changes at or after N) before it reads the
@@ -246,6 +246,14 @@ pub async fn list(
         let rows = Box::new(table::row_encoder(info, include));
         return Ok(json_stream(ListBody::encoded(&head, "rows", page.items, Some(rows))));
     }
+    if output == Output::Metadata {
+        let list = json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata });
+        let head = serde_json::to_vec(&list).expect("a JSON value encodes");
+        let partial = |item: &CachedObject| {
+            Bytes::from(serde_json::to_vec(&object::partial_metadata(&item.value())).expect("a JSON value encodes"))
+        };
+        return Ok(json_stream(ListBody::encoded(&head, "items", page.items, Some(Box::new(partial)))));
+    }
     if output == Output::Protobuf {
         // Each object is converted alone; the answer holds the list's protobuf bytes, not the
         // objects decoded.
@@ -294,9 +302,10 @@ pub async fn get(
 pub fn render_object(info: &ResourceInfo, object: Value, output: Output, code: StatusCode) -> Response {
     match output {
         Output::Json => http::json_response(code, &object),
+        Output::Metadata => http::json_response(code, &object::partial_metadata(&object)),
         Output::Protobuf => http::protobuf_response(code, &object),
         Output::Table(include) => {
-            let metadata = json!({ "resourceVersion": crate::object::resource_version(&object) });
+            let metadata = json!({ "resourceVersion": object::resource_version(&object) });
             http::json_response(code, &table::table(info, &[object], metadata, include))
         }
     }

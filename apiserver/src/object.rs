@@ -17,6 +17,12 @@ pub fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
     object["metadata"].as_object_mut().expect("metadata is an object")
 }
 
+/// The object as `meta.k8s.io/v1` PartialObjectMetadata: its metadata alone.
+pub fn partial_metadata(object: &Value) -> Value {
+    let metadata = object.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    serde_json::json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata })
+}
+
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
     metadata(object).and_then(|meta| meta.get(field)).and_then(Value::as_str).unwrap_or("")
 }

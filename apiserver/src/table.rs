@@ -326,13 +326,7 @@ fn row(info: &ResourceInfo, object: &Value, include: IncludeObject, now: i64) ->
     match include {
         IncludeObject::None => {}
         IncludeObject::Object => row["object"] = object.clone(),
-        IncludeObject::Metadata => {
-            row["object"] = json!({
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
-            })
-        }
+        IncludeObject::Metadata => row["object"] = crate::object::partial_metadata(object),
     }
     row
 }
