@@ -155,12 +155,12 @@ async fn watcher_relists_after_410_gone() {
 }
 
 /// The kube crate's metadata API (`as=PartialObjectMetadataList`): a list, a get and a watch
-/// that carry each object's metadata and nothing of its data, and a `metadata_watcher` that
-/// follows a label change and a delete.
+/// that carry each object's metadata and nothing of its data, and a watcher of
+/// `PartialObjectMeta` (kube's metadata watcher) that lists the labelled objects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_lists_gets_and_watches() {
     use kube::api::{ListParams, ResourceExt};
-    use kube::runtime::metadata_watcher;
+    use kube::core::PartialObjectMeta;
 
     let server = KeelServer::start();
     let api: Api<ConfigMap> = Api::namespaced(server.client().await, "default");
@@ -197,7 +197,9 @@ async fn metadata_lists_gets_and_watches() {
     assert_eq!(raw["apiVersion"], "meta.k8s.io/v1");
     assert!(raw.get("data").is_none(), "{raw}");
 
-    let events = metadata_watcher(api.clone(), watcher::Config::default().labels("test=kube")).touched_objects();
+    // kube's metadata watcher: an `Api` of `PartialObjectMeta` asks for metadata only.
+    let metadata_api: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(server.client().await, "default");
+    let events = watcher(metadata_api, watcher::Config::default().labels("test=kube")).touched_objects();
     let mut events = Box::pin(events);
     let mut seen = std::collections::BTreeSet::new();
     while seen.len() < 2 {
