@@ -363,14 +363,7 @@ fn https_urls_without_certificates_are_startup_errors() {
     let peer_plan = Plan::new("peer", "https");
     let peer = peer_plan.spawn(dir.path(), "http", &format!("peer={}", peer_plan.peer_url), &[]);
     for (mut member, expected) in [(client, "https needs --cert-file and --key-file"), (peer, "--peer-cert-file")] {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = member.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "{} did not exit", member.endpoint);
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = exit_status(&mut member.child).unwrap_or_else(|| panic!("{} did not exit", member.endpoint));
         assert!(!status.success());
         assert!(member.log().contains(expected), "expected {expected:?} in: {}", member.log());
     }
@@ -416,6 +409,18 @@ fn a_member_whose_peer_certificate_is_not_trusted_takes_no_part() {
     assert_eq!(etcdctl_eventually(&members[2], &tls, &["get", "trusted", "--consistency", "s"]), "", "{}", logs());
 }
 
+/// How a process that must exit on its own ended; None if it still runs after `WAIT`.
+fn exit_status(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
 /// A real etcd 3.4 serving its client URL over TLS and requiring client certificates.
 fn tls_etcd(pki: &Pki, dir: &Path) -> Member {
     let endpoint = format!("https://127.0.0.1:{}", free_port());
@@ -449,17 +454,10 @@ fn keel_server_exits(dir: &Path, args: &[&str]) -> String {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start keel server");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("keel server {args:?} did not exit: {}", std::fs::read_to_string(&log).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = exit_status(&mut child) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("keel server {args:?} did not exit: {}", std::fs::read_to_string(&log).unwrap_or_default());
     };
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!status.success(), "keel server {args:?} succeeded: {text}");

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::protobuf_from_json::json_to_message;
 use crate::protobuf_json::message_to_json;
-use crate::protobuf_schema::{message_for, Field, Type};
+use crate::protobuf_schema::{message_for, Field, Message, Type};
 use crate::protobuf_wire::{malformed, put_bytes_field, put_key, put_varint, Reader, WireType};
 
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
@@ -71,11 +71,7 @@ pub fn decode(body: &[u8]) -> Result<Value> {
 
 /// An object (apiVersion and kind set) as a protobuf body: the magic, then the envelope.
 pub fn encode(object: &Value) -> Result<Bytes> {
-    let api_version = object["apiVersion"].as_str().unwrap_or("");
-    let kind = object["kind"].as_str().unwrap_or("");
-    let message = message_for(api_version, kind).ok_or_else(|| {
-        Error::Internal(format!("no protobuf message is known for kind {kind:?} of version {api_version:?}"))
-    })?;
+    let (api_version, kind, message) = message_of(object)?;
     let raw = json_to_message(object, message)?;
     let type_meta = type_meta(api_version, kind);
     let mut body = Vec::with_capacity(MAGIC.len() + raw.len() + type_meta.len() + 16);
@@ -93,11 +89,7 @@ pub fn encode(object: &Value) -> Result<Bytes> {
 /// bytes are those of [`encode`] of the whole list: a list message's `metadata` is field 1 and
 /// its `items` field 2, so the items follow everything else.
 pub fn encode_list(list: &Value, items: impl Iterator<Item = Value>, frame_bytes: usize) -> Result<Vec<Bytes>> {
-    let api_version = list["apiVersion"].as_str().unwrap_or("");
-    let kind = list["kind"].as_str().unwrap_or("");
-    let message = message_for(api_version, kind).ok_or_else(|| {
-        Error::Internal(format!("no protobuf message is known for kind {kind:?} of version {api_version:?}"))
-    })?;
+    let (api_version, kind, message) = message_of(list)?;
     let item_message = match message.field(2) {
         Some(Field { json_name: "items", value: Type::Message(item), .. }) => *item,
         _ => return Err(Error::Internal(format!("{kind} has no items message as its field 2"))),
@@ -130,6 +122,16 @@ pub fn encode_list(list: &Value, items: impl Iterator<Item = Value>, frame_bytes
     frames.insert(0, Bytes::from(head));
     frames.push(Bytes::from(frame));
     Ok(frames)
+}
+
+/// An object's apiVersion, kind and the protobuf message of that kind.
+fn message_of(object: &Value) -> Result<(&str, &str, &'static Message)> {
+    let api_version = object["apiVersion"].as_str().unwrap_or("");
+    let kind = object["kind"].as_str().unwrap_or("");
+    let message = message_for(api_version, kind).ok_or_else(|| {
+        Error::Internal(format!("no protobuf message is known for kind {kind:?} of version {api_version:?}"))
+    })?;
+    Ok((api_version, kind, message))
 }
 
 /// A field's key and length prefix take at most this many bytes.
