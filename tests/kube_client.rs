@@ -177,25 +177,19 @@ async fn metadata_lists_gets_and_watches() {
     assert_eq!(one.labels().get("test").map(String::as_str), Some("kube"));
     assert!(one.metadata.uid.is_some() && one.metadata.creation_timestamp.is_some());
 
-    // The raw answer has the metadata only: no data.
+    // The raw answer has the metadata only: no data. The list kind does not fit one object.
     let port = server.api_port();
-    let raw = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let request = "GET /api/v1/namespaces/default/configmaps/meta-a HTTP/1.1\r\nHost: keel\r\n\
-                       Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1\r\n\
-                       Connection: close\r\n\r\n";
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (_, body) = response.split_once("\r\n\r\n").expect("a header block");
-        serde_json::from_str::<serde_json::Value>(body).unwrap()
-    })
-    .await
-    .unwrap();
+    let object_accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+    let list_accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    let (code, raw) = raw_request(port, "GET", "/api/v1/namespaces/default/configmaps/meta-a", object_accept).await;
+    assert_eq!(code, 200, "{raw}");
     assert_eq!(raw["kind"], "PartialObjectMetadata");
     assert_eq!(raw["apiVersion"], "meta.k8s.io/v1");
     assert!(raw.get("data").is_none(), "{raw}");
+    let (code, raw) = raw_request(port, "GET", "/api/v1/namespaces/default/configmaps/meta-a", list_accept).await;
+    assert_eq!((code, &raw["reason"]), (406, &serde_json::json!("NotAcceptable")), "{raw}");
+    let (code, raw) = raw_request(port, "GET", "/api/v1/namespaces/default/configmaps", object_accept).await;
+    assert_eq!((code, &raw["reason"]), (406, &serde_json::json!("NotAcceptable")), "{raw}");
 
     // kube's metadata watcher: an `Api` of `PartialObjectMeta` asks for metadata only.
     let metadata_api: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(server.client().await, "default");
@@ -219,4 +213,26 @@ async fn metadata_lists_gets_and_watches() {
     };
     assert_eq!(deleted.name_any(), "meta-b");
     assert_eq!(deleted.types.as_ref().map(|types| types.kind.as_str()), Some("PartialObjectMetadata"));
+
+    // DeleteCollection answers the deleted objects as PartialObjectMetadataList.
+    let path = "/api/v1/namespaces/default/configmaps?labelSelector=test%3Dkube";
+    let (code, raw) = raw_request(port, "DELETE", path, list_accept).await;
+    assert_eq!(code, 200, "{raw}");
+    assert_eq!(raw["kind"], "PartialObjectMetadataList");
+    let items = raw["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{raw}");
+    assert_eq!((&items[0]["kind"], &items[0]["metadata"]["name"]), (&"PartialObjectMetadata".into(), &"meta-a".into()));
+    assert!(items[0].get("data").is_none(), "{raw}");
+    assert!(api.list_metadata(&ListParams::default().labels("test=kube")).await.unwrap().items.is_empty());
+}
+
+/// One request with an Accept header and no body: the status code and the JSON answer.
+async fn raw_request(port: u16, method: &str, path: &str, accept: &str) -> (u16, serde_json::Value) {
+    let (method, path, accept) = (method.to_string(), path.to_string(), accept.to_string());
+    let answer = tokio::task::spawn_blocking(move || {
+        support::raw_http::request(&format!("127.0.0.1:{port}"), &method, &path, &[("Accept", &accept)], b"")
+    })
+    .await
+    .unwrap();
+    (answer.code, answer.json())
 }

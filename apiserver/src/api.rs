@@ -17,7 +17,7 @@ use crate::patch::PatchType;
 use crate::route::{self, ResourcePath, Route};
 use crate::state::ApiState;
 use crate::writer::{self, Part, WriteOptions, Written};
-use crate::{apply, binding, deletion, discovery, list, object, openapi, openapi_v2, patch, scale, watch_http};
+use crate::{apply, binding, deletion, discovery, list, object, openapi, openapi_v2, patch, scale, table, watch_http};
 
 pub async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -138,7 +138,9 @@ async fn serve_resource(
     body: Body,
 ) -> Result<Response> {
     let info = resource.info;
-    let output = http::negotiate(headers, params)?;
+    let answers_list =
+        resource.name.is_none() && ((*method == Method::GET && !params.flag("watch")) || *method == Method::DELETE);
+    let output = http::negotiate(headers, params)?.for_answer(answers_list)?;
     let namespace = resource.namespace.as_deref();
     if info.namespaced && namespace.is_none() && (resource.name.is_some() || *method != Method::GET) {
         return Err(Error::MethodNotAllowed(format!(
@@ -226,7 +228,7 @@ async fn serve_scale(
 ) -> Result<Response> {
     let info = resource.info;
     let namespace = resource.namespace.as_deref();
-    let output = http::negotiate(headers, params)?;
+    let output = http::negotiate(headers, params)?.for_answer(false)?;
     let answer = |scale: Value| Ok(http::response_as(output, StatusCode::OK, &scale));
     let scaled = match *method {
         Method::GET => return answer(scale::to_scale(&list::get(state, info, namespace, name, params).await?)),
@@ -273,11 +275,17 @@ async fn delete_collection(
             Err(error) => return Err(error),
         }
     }
-    let list = json!({
-        "kind": format!("{}List", info.kind),
-        "apiVersion": info.api_version(),
-        "metadata": { "resourceVersion": page.revision.to_string() },
-        "items": deleted,
-    });
+    let metadata = json!({ "resourceVersion": page.revision.to_string() });
+    let list = match output {
+        Output::Metadata(_) => json!({
+            "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
+            "items": deleted.iter().map(object::partial_metadata).collect::<Vec<_>>(),
+        }),
+        Output::Table(include) => table::table(info, &deleted, metadata, include),
+        Output::Json | Output::Protobuf => json!({
+            "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata,
+            "items": deleted,
+        }),
+    };
     Ok(http::response_as(output, StatusCode::OK, &list))
 }

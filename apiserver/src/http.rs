@@ -17,7 +17,7 @@ use crate::protobuf;
 pub fn response_as(output: Output, code: StatusCode, value: &Value) -> Response {
     match output {
         Output::Protobuf => protobuf_response(code, value),
-        Output::Json | Output::Table(_) | Output::Metadata => json_response(code, value),
+        Output::Json | Output::Table(_) | Output::Metadata(_) => json_response(code, value),
     }
 }
 
@@ -186,7 +186,31 @@ pub enum Output {
     /// `as=PartialObjectMetadata` or `as=PartialObjectMetadataList` (meta.k8s.io v1 or v1beta1,
     /// JSON only): each object as its metadata alone, what client-go's and kube's metadata
     /// clients and informers ask for.
-    Metadata,
+    Metadata(MetadataKind),
+}
+
+/// The PartialObjectMetadata kind a client asked for: one object, or a list of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataKind {
+    Object,
+    List,
+}
+
+impl Output {
+    /// This output, if it fits an answer that is a list (LIST, DeleteCollection) or one object
+    /// (GET, WATCH events, writes). kube-apiserver answers 406 to a PartialObjectMetadata kind
+    /// that does not fit; keel does so before acting, where kube-apiserver acts first.
+    pub fn for_answer(self, list: bool) -> Result<Output> {
+        match self {
+            Output::Metadata(MetadataKind::List) if !list => Err(Error::NotAcceptable(
+                "you requested PartialObjectMetadataList, but the requested object is not a list".to_string(),
+            )),
+            Output::Metadata(MetadataKind::Object) if list => Err(Error::NotAcceptable(
+                "you requested PartialObjectMetadata, but the requested object is a list".to_string(),
+            )),
+            output => Ok(output),
+        }
+    }
 }
 
 /// The media types keel answers in, in kube-apiserver's order of preference (JSON first, so `*/*`
@@ -244,8 +268,8 @@ fn parse_accept(accept: &str) -> Vec<AcceptClause<'_>> {
 /// order, that a served media type matches and whose parameters can be served wins. `as=Table`
 /// (meta.k8s.io v1 or v1beta1) is served in JSON only; a protobuf Table clause is passed over, as
 /// is a protobuf PartialObjectMetadata clause, any other `as=` conversion and a `stream=` other
-/// than `watch`. No header is JSON; nothing acceptable is 406. Either PartialObjectMetadata kind
-/// is taken for a single object or a list alike (kube-apiserver insists on the matching one).
+/// than `watch`. No header is JSON; nothing acceptable is 406. Whether a PartialObjectMetadata
+/// kind fits the answer is [`Output::for_answer`]'s question.
 pub fn negotiate(headers: &HeaderMap, params: &Params) -> Result<Output> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()) else {
         return Ok(Output::Json);
@@ -268,8 +292,9 @@ pub fn negotiate(headers: &HeaderMap, params: &Params) -> Result<Output> {
                 && matches!(clause.parameters.get("v").copied(), Some("v1" | "v1beta1"));
             match clause.parameters.get("as").copied() {
                 None => return Ok(if json { Output::Json } else { Output::Protobuf }),
-                Some("PartialObjectMetadata" | "PartialObjectMetadataList") if json && meta_v1 => {
-                    return Ok(Output::Metadata)
+                Some("PartialObjectMetadata") if json && meta_v1 => return Ok(Output::Metadata(MetadataKind::Object)),
+                Some("PartialObjectMetadataList") if json && meta_v1 => {
+                    return Ok(Output::Metadata(MetadataKind::List))
                 }
                 Some("Table") if json && meta_v1 => {
                     let include = match params.get("includeObject") {
@@ -292,6 +317,17 @@ pub fn negotiate(headers: &HeaderMap, params: &Params) -> Result<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metadata_kind_must_fit_the_answer() {
+        let object = Output::Metadata(MetadataKind::Object);
+        let list = Output::Metadata(MetadataKind::List);
+        assert_eq!(object.for_answer(false).unwrap(), object);
+        assert_eq!(list.for_answer(true).unwrap(), list);
+        assert!(matches!(object.for_answer(true), Err(Error::NotAcceptable(_))));
+        assert!(matches!(list.for_answer(false), Err(Error::NotAcceptable(_))));
+        assert_eq!(Output::Json.for_answer(true).unwrap(), Output::Json);
+    }
 
     #[test]
     fn query_parameters_are_decoded() {
@@ -346,8 +382,11 @@ mod tests {
         // What client-go's metadata client sends: the protobuf clause is passed over.
         let metadata_client = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,\
                                application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
-        check(metadata_client, Some(Output::Metadata));
-        check("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1", Some(Output::Metadata));
+        check(metadata_client, Some(Output::Metadata(MetadataKind::List)));
+        check(
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+            Some(Output::Metadata(MetadataKind::Object)),
+        );
         check("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2", None);
         check("application/vnd.kubernetes.protobuf;stream=other", None);
         check("application/yaml", None);

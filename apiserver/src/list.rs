@@ -246,7 +246,7 @@ pub async fn list(
         let rows = Box::new(table::row_encoder(info, include));
         return Ok(json_stream(ListBody::encoded(&head, "rows", page.items, Some(rows))));
     }
-    if output == Output::Metadata {
+    if let Output::Metadata(_) = output {
         let list = json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata });
         let head = serde_json::to_vec(&list).expect("a JSON value encodes");
         let partial = |item: &CachedObject| {
@@ -302,7 +302,7 @@ pub async fn get(
 pub fn render_object(info: &ResourceInfo, object: Value, output: Output, code: StatusCode) -> Response {
     match output {
         Output::Json => http::json_response(code, &object),
-        Output::Metadata => http::json_response(code, &object::partial_metadata(&object)),
+        Output::Metadata(_) => http::json_response(code, &object::partial_metadata(&object)),
         Output::Protobuf => http::protobuf_response(code, &object),
         Output::Table(include) => {
             let metadata = json!({ "resourceVersion": object::resource_version(&object) });

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod keel_server;
+pub mod raw_http;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
