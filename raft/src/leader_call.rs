@@ -149,8 +149,18 @@ impl Member {
             }
             LeaderCall::Writes(commands) => self.propose_admitted(commands).await.map(LeaderAnswer::WrittenEach),
             LeaderCall::ReadIndex => {
-                let linearizer = self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await.map_err(read_error)?;
-                Ok(LeaderAnswer::ReadIndex(linearizer.read_log_id().index()))
+                // Every member's barrier lands here: they share heartbeat rounds as one
+                // member's barriers do, so the leader confirms its leadership once per round
+                // trip instead of once per member.
+                let index = self
+                    .leader_read_rounds
+                    .read_index(|| async {
+                        let linearizer =
+                            self.raft.get_read_linearizer(ReadPolicy::ReadIndex).await.map_err(read_error)?;
+                        Ok(linearizer.read_log_id().index())
+                    })
+                    .await?;
+                Ok(LeaderAnswer::ReadIndex(index))
             }
             LeaderCall::LeaseGrant { id, ttl_seconds } => {
                 if !self.quota.admits(&Command::LeaseGrant { id, ttl_seconds }, || self.store.size_bytes()) {

@@ -197,6 +197,8 @@ pub struct Member {
     writes: Arc<WriteBatcher>,
     /// Read barriers sharing read-index rounds.
     read_index_rounds: Arc<ReadIndexRounds<MemberError>>,
+    /// Read-index calls served as the leader (from every member) sharing heartbeat rounds.
+    pub(crate) leader_read_rounds: Arc<ReadIndexRounds<MemberError>>,
     /// Set once on shutdown; the peer server and background tasks stop on it.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -278,6 +280,7 @@ impl Member {
             quota,
             writes: Arc::default(),
             read_index_rounds: Arc::default(),
+            leader_read_rounds: Arc::default(),
             stopping: Arc::new(stopping),
         };
         if let Some(address) = member.config.listen_peer {

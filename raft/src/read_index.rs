@@ -7,9 +7,23 @@
 //!
 //! The rounds are serialized by an async mutex, which is fair and cancel-safe: a caller that
 //! gives up while its round runs only hands the next round to the next waiter.
+//!
+//! A busy member spaces its rounds. Each round costs a forwarded call, a heartbeat to every
+//! follower and their answers, whatever the number of reads it serves; back to back, under
+//! load, those rounds took a third of a 5-member cluster's CPU (BENCHMARKS.md). So when the last
+//! round served several reads, the next one starts no sooner than [`BUSY_ROUND_SPACING`] after
+//! it, and gathers the reads that arrive meanwhile. A lone reader's round starts at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A round that served at least this many reads marks the member busy.
+const BUSY_ROUND_READS: u64 = 2;
+/// The least time between the starts of a busy member's rounds.
+const BUSY_ROUND_SPACING: Duration = Duration::from_millis(2);
 
 /// A round's answer: the read index, or why there is none.
 pub(crate) type RoundResult<E> = Result<u64, E>;
@@ -20,8 +34,17 @@ pub(crate) struct ReadIndexRounds<E> {
     running: tokio::sync::Mutex<()>,
     /// Rounds started so far; a round's number is this count after it started.
     started: AtomicU64,
-    /// The last finished round: its number and answer.
-    last: Mutex<Option<(u64, RoundResult<E>)>>,
+    /// The last finished round.
+    last: Mutex<Option<Finished<E>>>,
+}
+
+#[derive(Debug)]
+struct Finished<E> {
+    number: u64,
+    answer: RoundResult<E>,
+    started_at: Instant,
+    /// Reads that took this round's answer so far.
+    served: u64,
 }
 
 impl<E> Default for ReadIndexRounds<E> {
@@ -40,14 +63,23 @@ impl<E: Clone> ReadIndexRounds<E> {
     {
         let arrived_after = self.started.load(Ordering::SeqCst);
         let _running = self.running.lock().await;
-        if let Some((number, answer)) = &*self.last.lock().expect("read index lock") {
-            if *number > arrived_after {
-                return answer.clone();
+        let busy_since = match &mut *self.last.lock().expect("read index lock") {
+            Some(last) if last.number > arrived_after => {
+                last.served += 1;
+                return last.answer.clone();
             }
+            Some(last) if last.served >= BUSY_ROUND_READS => Some(last.started_at),
+            _ => None,
+        };
+        if let Some(started_at) = busy_since {
+            // Reads arriving meanwhile queue behind this one and share its round.
+            tokio::time::sleep_until(started_at + BUSY_ROUND_SPACING).await;
         }
+        let started_at = Instant::now();
         let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
         let answer = round().await;
-        *self.last.lock().expect("read index lock") = Some((number, answer.clone()));
+        let finished = Finished { number, answer: answer.clone(), started_at, served: 1 };
+        *self.last.lock().expect("read index lock") = Some(finished);
         answer
     }
 }
@@ -108,6 +140,38 @@ mod tests {
         assert_eq!(rounds.read_index(|| async { Ok(5) }).await, Ok(5));
         assert_eq!(rounds.read_index(|| async { Ok(6) }).await, Ok(6), "the finished round started before it");
         assert_eq!(rounds.read_index(|| async { Err("timeout".to_string()) }).await, Err("timeout".to_string()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_member_spaces_its_rounds_and_a_lone_reader_waits_for_nothing() {
+        let rounds: Arc<ReadIndexRounds<String>> = Arc::default();
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let read = |rounds: Arc<ReadIndexRounds<String>>, starts: Arc<Mutex<Vec<Instant>>>| async move {
+            rounds
+                .read_index(|| async move {
+                    starts.lock().unwrap().push(Instant::now());
+                    tokio::time::sleep(Duration::from_micros(100)).await;
+                    Ok(1)
+                })
+                .await
+        };
+        // A lone reader, one read after another: every round starts at once.
+        for _ in 0..3 {
+            read(rounds.clone(), starts.clone()).await.unwrap();
+        }
+        let lone = std::mem::take(&mut *starts.lock().unwrap());
+        assert!(lone.windows(2).all(|pair| pair[1] - pair[0] < BUSY_ROUND_SPACING), "{lone:?}");
+        // Eight readers at once: the first round serves one, the second the seven others; the
+        // third round, after a round that served seven, waits for the spacing.
+        let readers: Vec<_> = (0..8).map(|_| tokio::spawn(read(rounds.clone(), starts.clone()))).collect();
+        for reader in readers {
+            reader.await.unwrap().unwrap();
+        }
+        read(rounds.clone(), starts.clone()).await.unwrap();
+        let busy = std::mem::take(&mut *starts.lock().unwrap());
+        assert_eq!(busy.len(), 3, "{busy:?}");
+        assert!(busy[1] - busy[0] < BUSY_ROUND_SPACING, "{busy:?}");
+        assert!(busy[2] - busy[1] >= BUSY_ROUND_SPACING, "{busy:?}");
     }
 
     #[tokio::test]
