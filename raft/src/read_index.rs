@@ -9,10 +9,11 @@
 //! gives up while its round runs only hands the next round to the next waiter.
 //!
 //! A busy member spaces its rounds. Each round costs a forwarded call, a heartbeat to every
-//! follower and their answers, whatever the number of reads it serves; back to back, under
-//! load, those rounds took a third of a 5-member cluster's CPU (BENCHMARKS.md). So when the last
-//! round served several reads, the next one starts no sooner than [`BUSY_ROUND_SPACING`] after
-//! it, and gathers the reads that arrive meanwhile. A lone reader's round starts at once.
+//! follower and their answers, whatever the number of reads it serves; run back to back under
+//! load, those rounds cost a 5-member cluster a quarter of its CPU (BENCHMARKS.md). So the next
+//! round starts [`spacing_after`] the last one started, a pause that grows with the reads the
+//! last round served, and gathers the reads that arrive meanwhile. A lone reader's round starts
+//! at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -20,10 +21,16 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// A round that served at least this many reads marks the member busy.
-const BUSY_ROUND_READS: u64 = 2;
-/// The least time between the starts of a busy member's rounds.
-const BUSY_ROUND_SPACING: Duration = Duration::from_millis(2);
+/// The pause before the next round, per read the last round served beyond the first.
+const SPACING_PER_READ: Duration = Duration::from_millis(1);
+/// The longest pause between the starts of two rounds.
+const SPACING_MAX: Duration = Duration::from_millis(2);
+
+/// How long after the last round started the next may start, when the last served `served`
+/// reads: at once after a lone read, up to [`SPACING_MAX`] under load.
+fn spacing_after(served: u64) -> Duration {
+    SPACING_PER_READ.saturating_mul(served.saturating_sub(1).min(u32::MAX as u64) as u32).min(SPACING_MAX)
+}
 
 /// A round's answer: the read index, or why there is none.
 pub(crate) type RoundResult<E> = Result<u64, E>;
@@ -63,17 +70,19 @@ impl<E: Clone> ReadIndexRounds<E> {
     {
         let arrived_after = self.started.load(Ordering::SeqCst);
         let _running = self.running.lock().await;
-        let busy_since = match &mut *self.last.lock().expect("read index lock") {
+        let not_before = match &mut *self.last.lock().expect("read index lock") {
             Some(last) if last.number > arrived_after => {
                 last.served += 1;
                 return last.answer.clone();
             }
-            Some(last) if last.served >= BUSY_ROUND_READS => Some(last.started_at),
-            _ => None,
+            Some(last) => Some(last.started_at + spacing_after(last.served)),
+            None => None,
         };
-        if let Some(started_at) = busy_since {
+        // Only a pause still to come sleeps: the timer rounds a deadline up to the next
+        // millisecond, which would delay even a lone reader whose pause is zero.
+        if let Some(not_before) = not_before.filter(|not_before| *not_before > Instant::now()) {
             // Reads arriving meanwhile queue behind this one and share its round.
-            tokio::time::sleep_until(started_at + BUSY_ROUND_SPACING).await;
+            tokio::time::sleep_until(not_before).await;
         }
         let started_at = Instant::now();
         let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
@@ -142,27 +151,37 @@ mod tests {
         assert_eq!(rounds.read_index(|| async { Err("timeout".to_string()) }).await, Err("timeout".to_string()));
     }
 
+    #[test]
+    fn the_pause_grows_with_the_reads_served() {
+        assert_eq!(spacing_after(1), Duration::ZERO);
+        assert_eq!(spacing_after(2), SPACING_PER_READ.min(SPACING_MAX));
+        assert_eq!(spacing_after(3), (SPACING_PER_READ * 2).min(SPACING_MAX));
+        assert_eq!(spacing_after(1_000_000), SPACING_MAX);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_busy_member_spaces_its_rounds_and_a_lone_reader_waits_for_nothing() {
+        // The paused clock moves in whole milliseconds.
+        const ROUND: Duration = Duration::from_millis(1);
         let rounds: Arc<ReadIndexRounds<String>> = Arc::default();
         let starts = Arc::new(Mutex::new(Vec::new()));
         let read = |rounds: Arc<ReadIndexRounds<String>>, starts: Arc<Mutex<Vec<Instant>>>| async move {
             rounds
                 .read_index(|| async move {
                     starts.lock().unwrap().push(Instant::now());
-                    tokio::time::sleep(Duration::from_micros(100)).await;
+                    tokio::time::sleep(ROUND).await;
                     Ok(1)
                 })
                 .await
         };
-        // A lone reader, one read after another: every round starts at once.
+        // A lone reader, one read after another: every round starts as the last one ends.
         for _ in 0..3 {
             read(rounds.clone(), starts.clone()).await.unwrap();
         }
         let lone = std::mem::take(&mut *starts.lock().unwrap());
-        assert!(lone.windows(2).all(|pair| pair[1] - pair[0] < BUSY_ROUND_SPACING), "{lone:?}");
+        assert!(lone.windows(2).all(|pair| pair[1] - pair[0] == ROUND), "{lone:?}");
         // Eight readers at once: the first round serves one, the second the seven others; the
-        // third round, after a round that served seven, waits for the spacing.
+        // third round waits for the pause after seven reads.
         let readers: Vec<_> = (0..8).map(|_| tokio::spawn(read(rounds.clone(), starts.clone()))).collect();
         for reader in readers {
             reader.await.unwrap().unwrap();
@@ -170,8 +189,8 @@ mod tests {
         read(rounds.clone(), starts.clone()).await.unwrap();
         let busy = std::mem::take(&mut *starts.lock().unwrap());
         assert_eq!(busy.len(), 3, "{busy:?}");
-        assert!(busy[1] - busy[0] < BUSY_ROUND_SPACING, "{busy:?}");
-        assert!(busy[2] - busy[1] >= BUSY_ROUND_SPACING, "{busy:?}");
+        assert_eq!(busy[1] - busy[0], ROUND, "{busy:?}");
+        assert!(busy[2] - busy[1] > ROUND && busy[2] - busy[1] >= spacing_after(7), "{busy:?}");
     }
 
     #[tokio::test]
