@@ -224,6 +224,14 @@ async fn metadata_lists_gets_and_watches() {
     assert_eq!((&items[0]["kind"], &items[0]["metadata"]["name"]), (&"PartialObjectMetadata".into(), &"meta-a".into()));
     assert!(items[0].get("data").is_none(), "{raw}");
     assert!(api.list_metadata(&ListParams::default().labels("test=kube")).await.unwrap().items.is_empty());
+
+    // ... and Table clients with a Table of the deleted objects.
+    api.create(&PostParams::default(), &config_map("meta-c")).await.unwrap();
+    let table_accept = "application/json;as=Table;g=meta.k8s.io;v=v1";
+    let (code, raw) = raw_request(port, "DELETE", path, table_accept).await;
+    assert_eq!((code, &raw["kind"]), (200, &serde_json::json!("Table")), "{raw}");
+    assert_eq!(raw["rows"].as_array().map(Vec::len), Some(1), "{raw}");
+    assert_eq!(raw["rows"][0]["cells"][0], "meta-c", "{raw}");
 }
 
 /// One request with an Accept header and no body: the status code and the JSON answer.

@@ -9,8 +9,6 @@ mod support;
 
 use support::keel_server::{kubectl_binary, KeelServer};
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -236,23 +234,10 @@ fn envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
     [b"k8s\0".to_vec(), field(1, &type_meta), field(2, raw)].concat()
 }
 
-/// One HTTP/1.1 request on its own connection; the status and the body.
+/// One HTTP/1.1 request on its own connection; the status and the body as text.
 fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(head.as_bytes()).unwrap();
-    // The server may answer (413) before it has read the whole body, and close.
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
-    (status, body)
+    let answer = support::raw_http::request(address, method, path, headers, body);
+    (answer.code, String::from_utf8_lossy(&answer.body).into_owned())
 }
 
 #[test]

@@ -37,9 +37,10 @@ pub fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)]
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
+    // The server may answer (413) before it has read the whole body, and close.
+    let _ = stream.write_all(body);
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
+    let _ = stream.read_to_end(&mut response);
     let end = response.windows(4).position(|window| window == b"\r\n\r\n").expect("a complete head");
     let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
     let code = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap();
