@@ -449,16 +449,25 @@ impl Member {
             return Ok(());
         }
         let timeout = self.request_timeout();
+        let read_index = |answer: Result<LeaderAnswer, MemberError>| match answer? {
+            LeaderAnswer::ReadIndex(index) => Ok(index),
+            other => Err(unexpected(&other)),
+        };
         let barrier = async {
-            let index = self
-                .read_index_rounds
-                .read_index(|| async {
-                    match self.call_leader(LeaderCall::ReadIndex).await? {
-                        LeaderAnswer::ReadIndex(index) => Ok(index),
-                        other => Err(unexpected(&other)),
-                    }
-                })
-                .await?;
+            // The leader's rounds are shared by every caller already (`serve_leader_call`); only
+            // a follower gathers its own reads first. A leader that just lost its place asks
+            // the new one like a follower.
+            let leading = match self.serve_leader_call(LeaderCall::ReadIndex).await {
+                Err(MemberError::NotLeader { .. }) => None,
+                answer => Some(read_index(answer)),
+            };
+            let index = match leading {
+                Some(index) => index?,
+                None => {
+                    let forwarded = || async { read_index(self.call_leader(LeaderCall::ReadIndex).await) };
+                    self.read_index_rounds.read_index(forwarded).await?
+                }
+            };
             self.raft.wait(None).applied_index_at_least(Some(index), "read index").await.map_err(raft_error)?;
             Ok(())
         };
