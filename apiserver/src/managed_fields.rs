@@ -174,23 +174,7 @@ impl Managed {
         });
         entries
             .into_iter()
-            .map(|(id, entry)| {
-                let mut encoded = Map::new();
-                if !id.manager.is_empty() {
-                    encoded.insert("manager".into(), json!(id.manager));
-                }
-                encoded.insert("operation".into(), json!(id.operation.as_str()));
-                encoded.insert("apiVersion".into(), json!(entry.api_version));
-                if let Some(time) = &entry.time {
-                    encoded.insert("time".into(), json!(time));
-                }
-                encoded.insert("fieldsType".into(), json!("FieldsV1"));
-                encoded.insert("fieldsV1".into(), entry.set.to_fields_v1());
-                if !id.subresource.is_empty() {
-                    encoded.insert("subresource".into(), json!(id.subresource));
-                }
-                Value::Object(encoded)
-            })
+            .map(|(id, entry)| encode_entry(id, &entry.api_version, entry.time.as_deref(), entry.set.to_fields_v1()))
             .collect()
     }
 
@@ -237,6 +221,25 @@ impl Managed {
     }
 }
 
+/// One `managedFields` entry.
+fn encode_entry(id: &ManagerId, api_version: &str, time: Option<&str>, fields_v1: Value) -> Value {
+    let mut encoded = Map::new();
+    if !id.manager.is_empty() {
+        encoded.insert("manager".into(), json!(id.manager));
+    }
+    encoded.insert("operation".into(), json!(id.operation.as_str()));
+    encoded.insert("apiVersion".into(), json!(api_version));
+    if let Some(time) = time {
+        encoded.insert("time".into(), json!(time));
+    }
+    encoded.insert("fieldsType".into(), json!("FieldsV1"));
+    encoded.insert("fieldsV1".into(), fields_v1);
+    if !id.subresource.is_empty() {
+        encoded.insert("subresource".into(), json!(id.subresource));
+    }
+    Value::Object(encoded)
+}
+
 /// Which fields a write through a part of the resource may own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -268,6 +271,17 @@ impl Scope {
         }
     }
 
+    /// [`Scope::filter`] of a `FieldsV1` object.
+    fn filter_fields_v1(self, fields: &mut Map<String, Value>) {
+        match self {
+            Scope::Everything => {}
+            Scope::AllButStatus => {
+                fields.remove("f:status");
+            }
+            Scope::StatusOnly => fields.retain(|key, _| key == "f:status"),
+        }
+    }
+
     fn filter_comparison(self, comparison: Comparison) -> Comparison {
         Comparison {
             added: self.filter(comparison.added),
@@ -287,29 +301,59 @@ pub fn subresource(part: Part) -> &'static str {
     }
 }
 
-/// Paths of metadata and type information that nobody owns (kube's `stripMetaManager`).
+/// Type information and metadata that nobody owns (kube's `stripMetaManager`): these fields of
+/// the object, and of its metadata.
+const STRIPPED_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
+const STRIPPED_METADATA: [&str; 9] = [
+    "name",
+    "namespace",
+    "creationTimestamp",
+    "selfLink",
+    "uid",
+    "clusterName",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+];
+
+/// The paths nobody owns, as a set.
 fn strip_set() -> &'static FieldSet {
     static STRIP: std::sync::OnceLock<FieldSet> = std::sync::OnceLock::new();
     STRIP.get_or_init(|| {
         let mut set = FieldSet::new();
-        for field in ["apiVersion", "kind", "metadata"] {
+        for field in STRIPPED_FIELDS {
             set.insert(&[PathElement::field(field)]);
         }
-        for field in [
-            "name",
-            "namespace",
-            "creationTimestamp",
-            "selfLink",
-            "uid",
-            "clusterName",
-            "generation",
-            "managedFields",
-            "resourceVersion",
-        ] {
+        for field in STRIPPED_METADATA {
             set.insert(&[PathElement::field("metadata"), PathElement::field(field)]);
         }
         set
     })
+}
+
+/// [`strip_set`] taken out of a `FieldsV1` object: each path stops being a member; a node left
+/// with nothing goes.
+fn strip_fields_v1(fields: &mut Map<String, Value>) {
+    let mut key = String::with_capacity(32);
+    let mut disown = |fields: &mut Map<String, Value>, field: &str| {
+        key.clear();
+        key.push_str("f:");
+        key.push_str(field);
+        if let Some(Value::Object(node)) = fields.get_mut(&key) {
+            node.remove(".");
+            if node.is_empty() {
+                fields.remove(&key);
+            }
+        }
+    };
+    if let Some(Value::Object(metadata)) = fields.get_mut("f:metadata") {
+        for field in STRIPPED_METADATA {
+            disown(metadata, field);
+        }
+    }
+    for field in STRIPPED_FIELDS {
+        disown(fields, field);
+    }
 }
 
 /// The object a create starts from, as Go's zero value of the type encodes: the structs that
@@ -520,6 +564,16 @@ pub fn record_update(info: &ResourceInfo, live: Option<&Value>, new: &mut Value,
     if let Some(meta) = new_clean.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
     }
+    if live.is_none() && managed.is_empty() {
+        if let Some(entries) = created_entries(info, &new_clean, part, manager) {
+            let meta = object::metadata_mut(&mut new_clean);
+            if !entries.is_empty() {
+                meta.insert("managedFields".into(), Value::Array(entries));
+            }
+            *new = new_clean;
+            return;
+        }
+    }
     match live {
         // kube does not start tracking an existing object on an update: only creates and applies do.
         Some(_) if managed.is_empty() => {}
@@ -532,6 +586,22 @@ pub fn record_update(info: &ResourceInfo, live: Option<&Value>, new: &mut Value,
     }
     set_managed_fields(&mut new_clean, &managed);
     *new = new_clean;
+}
+
+/// The managed fields of a create that brings none (no entry when it owns nothing), as
+/// [`track_update`] makes them, but written straight from the comparison: creates are most
+/// writes, and building a [`FieldSet`] only to encode it was a good part of their cost. None
+/// where the comparison cannot be written straight.
+fn created_entries(info: &ResourceInfo, new: &Value, part: Part, manager: &str) -> Option<Vec<Value>> {
+    let mut fields = structured_merge::changed_fields_v1(&empty_object(info), new)?;
+    Scope::of(info, part).filter_fields_v1(&mut fields);
+    strip_fields_v1(&mut fields);
+    if fields.is_empty() {
+        return Some(Vec::new());
+    }
+    let api_version = info.api_version();
+    let id = ManagerId::new(manager, Operation::Update, &api_version, subresource(part));
+    Some(vec![encode_entry(&id, &api_version, Some(&object::now_rfc3339()), Value::Object(fields))])
 }
 
 /// Sets the managed fields an apply computed.
@@ -752,6 +822,91 @@ mod tests {
         edited["spec"]["replicas"] = json!(3);
         record_update(info, Some(&reset), &mut edited, Part::Main, "kubectl-edit");
         assert!(edited["metadata"].get("managedFields").is_none());
+    }
+
+    /// What a create recorded before `created_entries`: the comparison built as sets.
+    fn created_through_sets(info: &ResourceInfo, new: &Value, part: Part) -> Vec<Value> {
+        let mut managed = Managed::default();
+        let api_version = info.api_version();
+        let id = ManagerId::new("creator", Operation::Update, &api_version, subresource(part));
+        track_update(&mut managed, &empty_object(info), new, &id, &api_version, Scope::of(info, part));
+        managed.encode()
+    }
+
+    fn without_times(mut entries: Vec<Value>) -> Vec<Value> {
+        for entry in &mut entries {
+            entry.as_object_mut().unwrap().remove("time");
+        }
+        entries
+    }
+
+    #[test]
+    fn a_create_written_straight_owns_what_the_comparison_finds() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "n", "uid": "u", "labels": {"app": "a"},
+                         "finalizers": ["x", "x", "y"], "annotations": {}, "ownerReferences": null},
+            "spec": {
+                "containers": [
+                    {"name": "app", "image": "i", "args": ["--a", "--a"],
+                     "ports": [{"containerPort": 80}, {"containerPort": 80, "protocol": "UDP"}, {"name": "x"}],
+                     "env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}, {"name": "B"}],
+                     "resources": {"requests": {"cpu": "1"}, "limits": {}},
+                     "readinessProbe": {"httpGet": {"path": "/", "port": 80}}},
+                    {"name": "side", "image": "j"},
+                ],
+                "volumes": [{"emptyDir": {}}],
+                "tolerations": [],
+                "nodeSelector": null,
+                "nodeName": "n1",
+            },
+            "status": {"phase": "Pending", "conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        let deployment = config(Some(3), json!({"app": "web"}));
+        let service = json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"type": "NodePort", "selector": {"app": "a"},
+                     "ports": [{"port": 80, "targetPort": 8080}, {"port": 443, "protocol": "TCP", "nodePort": 30001}]},
+        });
+        let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"},
+                               "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+        let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                                "data": {"k": "v", "empty": ""}, "binaryData": {}});
+        let identity_only = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let event = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "n"},
+                           "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started",
+                           "source": {"component": "kubelet"}, "count": 1});
+        let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                           "metadata": {"name": "s-1", "labels": {"kubernetes.io/service-name": "s"}},
+                           "addressType": "IPv4",
+                           "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true}}],
+                           "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]});
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"},
+                          "spec": {"podCIDR": "10.1.0.0/24", "taints": [{"key": "k", "effect": "NoSchedule"}]},
+                          "status": {"capacity": {"cpu": "4"}, "addresses": [{"type": "InternalIP", "address": "1.2.3.4"}]}});
+        let cases = [
+            (("", "v1", "pods"), pod),
+            (("apps", "v1", "deployments"), deployment),
+            (("", "v1", "services"), service),
+            (("", "v1", "namespaces"), namespace),
+            (("", "v1", "configmaps"), config_map),
+            (("", "v1", "configmaps"), identity_only),
+            (("", "v1", "events"), event),
+            (("discovery.k8s.io", "v1", "endpointslices"), slice),
+            (("", "v1", "nodes"), node),
+        ];
+        for ((group, version, plural), object) in cases {
+            let info = registry::find(group, version, plural).unwrap();
+            let mut defaulted = object.clone();
+            crate::defaults::apply(info, &mut defaulted);
+            for new in [object, defaulted] {
+                for part in [Part::Main, Part::Status] {
+                    let expected = without_times(created_through_sets(info, &new, part));
+                    let written = created_entries(info, &new, part, "creator").expect("a create is written straight");
+                    assert_eq!(without_times(written), expected, "{plural} through {part:?}: {new}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -327,6 +327,159 @@ fn walk_added<'a>(value: &'a Value, fields: &mut Vec<&'a str>, added: &mut Field
     }
 }
 
+/// What [`compare`] finds added or modified from `base` to `new`, written straight in `FieldsV1`
+/// form (see `field_set.rs`): a create's field set, which is only ever encoded, so it is not
+/// built as a [`FieldSet`] first. None where `base` holds a non-empty list, which a type's empty
+/// object (what a create compares with) never does; the caller compares then.
+pub fn changed_fields_v1(base: &Value, new: &Value) -> Option<Map<String, Value>> {
+    let mut out = Map::new();
+    walk_changed(base, new, &mut Vec::new(), &mut out)?;
+    Some(out)
+}
+
+/// [`walk_compare`] of two present nodes, keeping only the added and modified paths: the node's
+/// changed children go into `out`; returns whether the node itself changed.
+fn walk_changed<'a>(
+    lhs: &'a Value,
+    rhs: &'a Value,
+    fields: &mut Vec<&'a str>,
+    out: &mut Map<String, Value>,
+) -> Option<bool> {
+    let changed = lhs != rhs;
+    match shape(fields, Some(lhs), Some(rhs)) {
+        Shape::Leaf => return Some(changed),
+        Shape::Object => {
+            let (left, right) = (as_map(Some(lhs)), as_map(Some(rhs)));
+            if left.is_empty() && right.is_empty() {
+                return Some(changed);
+            }
+            // Keys only on the left are removed, which is not a change anyone owns.
+            for (key, child) in right {
+                fields.push(key);
+                let mut below = Map::new();
+                let member = match left.get(key) {
+                    Some(left_child) => walk_changed(left_child, child, fields, &mut below)?,
+                    None => {
+                        walk_added_fields_v1(child, fields, &mut below);
+                        true
+                    }
+                };
+                insert_fields_v1(out, field_key_v1(key), member, below);
+                fields.pop();
+            }
+        }
+        Shape::List(list_type) => {
+            let (left, right) = (as_items(Some(lhs)), as_items(Some(rhs)));
+            if !left.is_empty() {
+                return None;
+            }
+            // Every item is new (as walk_added finds them), unless one has no key.
+            if right.is_empty() || !added_items_fields_v1(&list_type, right, fields, out) {
+                return Some(changed);
+            }
+        }
+    }
+    Some(false)
+}
+
+/// [`walk_added`] in `FieldsV1` form.
+fn walk_added_fields_v1<'a>(value: &'a Value, fields: &mut Vec<&'a str>, out: &mut Map<String, Value>) {
+    match shape(fields, Some(value), None) {
+        Shape::Leaf => {}
+        Shape::Object => {
+            for (key, child) in as_map(Some(value)) {
+                fields.push(key);
+                let mut below = Map::new();
+                walk_added_fields_v1(child, fields, &mut below);
+                insert_fields_v1(out, field_key_v1(key), true, below);
+                fields.pop();
+            }
+        }
+        Shape::List(list_type) => {
+            added_items_fields_v1(&list_type, as_items(Some(value)), fields, out);
+        }
+    }
+}
+
+/// [`walk_added`] of a list's items; false, writing nothing, when an item has no key. Items
+/// that share a key are added whole.
+fn added_items_fields_v1<'a>(
+    list_type: &ApplyListType,
+    items: &'a [Value],
+    fields: &mut Vec<&'a str>,
+    out: &mut Map<String, Value>,
+) -> bool {
+    let Some(keys) = items.iter().map(|item| item_key_v1(list_type, item)).collect::<Option<Vec<String>>>() else {
+        return false;
+    };
+    let mut sorted: Vec<&str> = keys.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let duplicates: Vec<&str> = sorted.windows(2).filter(|pair| pair[0] == pair[1]).map(|pair| pair[0]).collect();
+    for (key, item) in keys.iter().zip(items) {
+        let mut below = Map::new();
+        if !duplicates.contains(&key.as_str()) {
+            walk_added_fields_v1(item, fields, &mut below);
+        }
+        insert_fields_v1(out, key.clone(), true, below);
+    }
+    true
+}
+
+/// `f:name`: [`PathElement::Field`]'s `FieldsV1` key.
+fn field_key_v1(name: &str) -> String {
+    ["f:", name].concat()
+}
+
+/// The `FieldsV1` key of a list item, the text of its [`item_element`] written without building
+/// the element; None where [`item_element`] fails.
+fn item_key_v1(list_type: &ApplyListType, item: &Value) -> Option<String> {
+    let mut out = Vec::with_capacity(32);
+    match (list_type, item) {
+        (ApplyListType::Set, Value::Object(_) | Value::Array(_) | Value::Null) => return None,
+        (ApplyListType::Set, scalar) => {
+            out.extend_from_slice(b"v:");
+            serde_json::to_writer(&mut out, scalar).ok()?;
+        }
+        (ApplyListType::Map(keys), Value::Object(fields)) => {
+            let mut present: Vec<(&str, std::borrow::Cow<Value>)> = Vec::with_capacity(keys.len());
+            for name in keys {
+                match fields.get(*name).filter(|value| !value.is_null()) {
+                    Some(value) => present.push((name, std::borrow::Cow::Borrowed(value))),
+                    None => present.extend(list_key_default(name).map(|value| (*name, std::borrow::Cow::Owned(value)))),
+                }
+            }
+            if present.is_empty() {
+                return None;
+            }
+            present.sort_by_key(|(name, _)| *name);
+            out.extend_from_slice(b"k:{");
+            for (index, (name, value)) in present.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut out, name).ok()?;
+                out.push(b':');
+                serde_json::to_writer(&mut out, value.as_ref()).ok()?;
+            }
+            out.push(b'}');
+        }
+        _ => return None,
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A node in `FieldsV1`: its children, marked by `.` when it is also a member itself; a member
+/// without children is `{}`; nothing at all is not written.
+fn insert_fields_v1(out: &mut Map<String, Value>, key: String, member: bool, mut below: Map<String, Value>) {
+    if !member && below.is_empty() {
+        return;
+    }
+    if member && !below.is_empty() {
+        below.insert(".".into(), Value::Object(Map::new()));
+    }
+    out.insert(key, Value::Object(below));
+}
+
 /// Merges an applied configuration into a live object: objects field by field, keyed lists and
 /// sets item by item (live items the configuration does not name keep their places), everything
 /// else replaced by the configuration's value. Errors are the configuration's: a keyed list item
@@ -557,6 +710,34 @@ pub fn strip_nulls(value: &mut Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn item_keys_are_written_as_their_elements_encode() {
+        let port = ApplyListType::Map(vec!["containerPort", "protocol"]);
+        let named = ApplyListType::Map(vec!["name"]);
+        let set = ApplyListType::Set;
+        let cases = [
+            (&port, json!({"containerPort": 80})),
+            (&port, json!({"protocol": "UDP", "containerPort": 80, "name": "x"})),
+            (&port, json!({"protocol": null})),
+            (&port, json!({"name": "x"})),
+            (&named, json!({"name": "a\"bü"})),
+            (&named, json!({"name": null})),
+            (&named, json!("scalar")),
+            (&named, json!(null)),
+            (&set, json!("x")),
+            (&set, json!(3.5)),
+            (&set, json!(true)),
+            (&set, json!("line\nbreak")),
+            (&set, json!({})),
+            (&set, json!([1])),
+            (&set, json!(null)),
+        ];
+        for (list_type, item) in cases {
+            let expected = item_element(list_type, &item).ok().map(|element| element.encode());
+            assert_eq!(item_key_v1(list_type, &item), expected, "{item}");
+        }
+    }
 
     fn paths(set: &FieldSet) -> Vec<String> {
         set.paths().iter().map(|path| path_text(path)).collect()
