@@ -186,6 +186,14 @@ async fn metadata_lists_gets_and_watches() {
     assert_eq!(raw["kind"], "PartialObjectMetadata");
     assert_eq!(raw["apiVersion"], "meta.k8s.io/v1");
     assert!(raw.get("data").is_none(), "{raw}");
+    // Asked in v1beta1, answered in v1beta1, as kube-apiserver does; a LIST streams its items so.
+    let beta_accept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1";
+    let (code, raw) = raw_request(port, "GET", "/api/v1/namespaces/default/configmaps/meta-a", beta_accept).await;
+    assert_eq!((code, &raw["apiVersion"]), (200, &serde_json::json!("meta.k8s.io/v1beta1")), "{raw}");
+    let beta_list_accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1beta1";
+    let (code, raw) = raw_request(port, "GET", "/api/v1/namespaces/default/configmaps", beta_list_accept).await;
+    assert_eq!((code, &raw["apiVersion"]), (200, &serde_json::json!("meta.k8s.io/v1beta1")), "{raw}");
+    assert_eq!(raw["items"][0]["apiVersion"], "meta.k8s.io/v1beta1", "{raw}");
     let (code, raw) = raw_request(port, "GET", "/api/v1/namespaces/default/configmaps/meta-a", list_accept).await;
     assert_eq!((code, &raw["reason"]), (406, &serde_json::json!("NotAcceptable")), "{raw}");
     let (code, raw) = raw_request(port, "GET", "/api/v1/namespaces/default/configmaps", object_accept).await;

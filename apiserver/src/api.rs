@@ -277,11 +277,11 @@ async fn delete_collection(
     }
     let metadata = json!({ "resourceVersion": page.revision.to_string() });
     let list = match output {
-        Output::Metadata(_) => json!({
-            "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
-            "items": deleted.iter().map(object::partial_metadata).collect::<Vec<_>>(),
+        Output::Metadata(_, version) => json!({
+            "kind": "PartialObjectMetadataList", "apiVersion": version.api_version(), "metadata": metadata,
+            "items": deleted.iter().map(|object| object::partial_metadata(object, version)).collect::<Vec<_>>(),
         }),
-        Output::Table(include) => table::table(info, &deleted, metadata, include),
+        Output::Table(include, version) => table::table(info, &deleted, metadata, include, version),
         Output::Json | Output::Protobuf => json!({
             "kind": format!("{}List", info.kind), "apiVersion": info.api_version(), "metadata": metadata,
             "items": deleted,

@@ -17,7 +17,7 @@ use crate::protobuf;
 pub fn response_as(output: Output, code: StatusCode, value: &Value) -> Response {
     match output {
         Output::Protobuf => protobuf_response(code, value),
-        Output::Json | Output::Table(_) | Output::Metadata(_) => json_response(code, value),
+        Output::Json | Output::Table(..) | Output::Metadata(..) => json_response(code, value),
     }
 }
 
@@ -182,11 +182,28 @@ pub enum Output {
     Json,
     /// Kubernetes protobuf (`protobuf.rs`); Tables stay JSON, as kube-apiserver's do.
     Protobuf,
-    Table(IncludeObject),
+    Table(IncludeObject, MetaVersion),
     /// `as=PartialObjectMetadata` or `as=PartialObjectMetadataList` (meta.k8s.io v1 or v1beta1,
     /// JSON only): each object as its metadata alone, what client-go's and kube's metadata
     /// clients and informers ask for.
-    Metadata(MetadataKind),
+    Metadata(MetadataKind, MetaVersion),
+}
+
+/// The meta.k8s.io version a Table or PartialObjectMetadata was asked in: kube-apiserver
+/// answers in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaVersion {
+    V1,
+    V1beta1,
+}
+
+impl MetaVersion {
+    pub fn api_version(self) -> &'static str {
+        match self {
+            MetaVersion::V1 => "meta.k8s.io/v1",
+            MetaVersion::V1beta1 => "meta.k8s.io/v1beta1",
+        }
+    }
 }
 
 /// The PartialObjectMetadata kind a client asked for: one object, or a list of them.
@@ -202,10 +219,10 @@ impl Output {
     /// that does not fit; keel does so before acting, where kube-apiserver acts first.
     pub fn for_answer(self, list: bool) -> Result<Output> {
         match self {
-            Output::Metadata(MetadataKind::List) if !list => Err(Error::NotAcceptable(
+            Output::Metadata(MetadataKind::List, _) if !list => Err(Error::NotAcceptable(
                 "you requested PartialObjectMetadataList, but the requested object is not a list".to_string(),
             )),
-            Output::Metadata(MetadataKind::Object) if list => Err(Error::NotAcceptable(
+            Output::Metadata(MetadataKind::Object, _) if list => Err(Error::NotAcceptable(
                 "you requested PartialObjectMetadata, but the requested object is a list".to_string(),
             )),
             output => Ok(output),
@@ -288,23 +305,29 @@ pub fn negotiate(headers: &HeaderMap, params: &Params) -> Result<Output> {
                 continue;
             }
             let json = subtype == "json";
-            let meta_v1 = clause.parameters.get("g").copied() == Some("meta.k8s.io")
-                && matches!(clause.parameters.get("v").copied(), Some("v1" | "v1beta1"));
-            match clause.parameters.get("as").copied() {
-                None => return Ok(if json { Output::Json } else { Output::Protobuf }),
-                Some("PartialObjectMetadata") if json && meta_v1 => return Ok(Output::Metadata(MetadataKind::Object)),
-                Some("PartialObjectMetadataList") if json && meta_v1 => {
-                    return Ok(Output::Metadata(MetadataKind::List))
+            // Tables and PartialObjectMetadata are meta.k8s.io v1 or v1beta1, in JSON.
+            let meta_version = match (clause.parameters.get("g").copied(), clause.parameters.get("v").copied()) {
+                (Some("meta.k8s.io"), Some("v1")) if json => Some(MetaVersion::V1),
+                (Some("meta.k8s.io"), Some("v1beta1")) if json => Some(MetaVersion::V1beta1),
+                _ => None,
+            };
+            match (clause.parameters.get("as").copied(), meta_version) {
+                (None, _) => return Ok(if json { Output::Json } else { Output::Protobuf }),
+                (Some("PartialObjectMetadata"), Some(version)) => {
+                    return Ok(Output::Metadata(MetadataKind::Object, version))
                 }
-                Some("Table") if json && meta_v1 => {
+                (Some("PartialObjectMetadataList"), Some(version)) => {
+                    return Ok(Output::Metadata(MetadataKind::List, version))
+                }
+                (Some("Table"), Some(version)) => {
                     let include = match params.get("includeObject") {
                         Some("None") => IncludeObject::None,
                         Some("Object") => IncludeObject::Object,
                         _ => IncludeObject::Metadata,
                     };
-                    return Ok(Output::Table(include));
+                    return Ok(Output::Table(include, version));
                 }
-                Some(_) => {}
+                _ => {}
             }
         }
     }
@@ -320,8 +343,8 @@ mod tests {
 
     #[test]
     fn a_metadata_kind_must_fit_the_answer() {
-        let object = Output::Metadata(MetadataKind::Object);
-        let list = Output::Metadata(MetadataKind::List);
+        let object = Output::Metadata(MetadataKind::Object, MetaVersion::V1);
+        let list = Output::Metadata(MetadataKind::List, MetaVersion::V1beta1);
         assert_eq!(object.for_answer(false).unwrap(), object);
         assert_eq!(list.for_answer(true).unwrap(), list);
         assert!(matches!(object.for_answer(true), Err(Error::NotAcceptable(_))));
@@ -349,7 +372,7 @@ mod tests {
                 "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
             ),
         );
-        assert_eq!(negotiate(&headers, &params).unwrap(), Output::Table(IncludeObject::Metadata));
+        assert_eq!(negotiate(&headers, &params).unwrap(), Output::Table(IncludeObject::Metadata, MetaVersion::V1));
         // client-go's typed clients list JSON after protobuf, for objects and for watches.
         let check = |accept: &'static str, expected: Option<Output>| {
             let mut headers = HeaderMap::new();
@@ -376,16 +399,25 @@ mod tests {
         check("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io", None);
         check(
             "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io",
-            Some(Output::Table(IncludeObject::Metadata)),
+            Some(Output::Table(IncludeObject::Metadata, MetaVersion::V1)),
+        );
+        // The version asked for is the version answered.
+        check(
+            "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io",
+            Some(Output::Table(IncludeObject::Metadata, MetaVersion::V1beta1)),
+        );
+        check(
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1beta1",
+            Some(Output::Metadata(MetadataKind::List, MetaVersion::V1beta1)),
         );
         check("application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;v=v1;g=meta.k8s.io", None);
         // What client-go's metadata client sends: the protobuf clause is passed over.
         let metadata_client = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,\
                                application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
-        check(metadata_client, Some(Output::Metadata(MetadataKind::List)));
+        check(metadata_client, Some(Output::Metadata(MetadataKind::List, MetaVersion::V1)));
         check(
             "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
-            Some(Output::Metadata(MetadataKind::Object)),
+            Some(Output::Metadata(MetadataKind::Object, MetaVersion::V1)),
         );
         check("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2", None);
         check("application/vnd.kubernetes.protobuf;stream=other", None);

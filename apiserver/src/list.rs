@@ -240,17 +240,19 @@ pub async fn list(
 ) -> Result<Response> {
     let page = page(state, info, namespace, params).await?;
     let metadata = list_metadata(info, &page);
-    if let Output::Table(include) = output {
+    if let Output::Table(include, version) = output {
         // Streamed too: each object becomes its row as its frame is written.
-        let head = serde_json::to_vec(&table::head(info, metadata)).expect("a JSON value encodes");
-        let rows = Box::new(table::row_encoder(info, include));
+        let head = serde_json::to_vec(&table::head(info, metadata, version)).expect("a JSON value encodes");
+        let rows = Box::new(table::row_encoder(info, include, version));
         return Ok(json_stream(ListBody::encoded(&head, "rows", page.items, Some(rows))));
     }
-    if let Output::Metadata(_) = output {
-        let list = json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata });
+    if let Output::Metadata(_, version) = output {
+        let list =
+            json!({ "kind": "PartialObjectMetadataList", "apiVersion": version.api_version(), "metadata": metadata });
         let head = serde_json::to_vec(&list).expect("a JSON value encodes");
-        let partial = |item: &CachedObject| {
-            Bytes::from(serde_json::to_vec(&object::partial_metadata(&item.value())).expect("a JSON value encodes"))
+        let partial = move |item: &CachedObject| {
+            let partial = object::partial_metadata(&item.value(), version);
+            Bytes::from(serde_json::to_vec(&partial).expect("a JSON value encodes"))
         };
         return Ok(json_stream(ListBody::encoded(&head, "items", page.items, Some(Box::new(partial)))));
     }
@@ -302,11 +304,11 @@ pub async fn get(
 pub fn render_object(info: &ResourceInfo, object: Value, output: Output, code: StatusCode) -> Response {
     match output {
         Output::Json => http::json_response(code, &object),
-        Output::Metadata(_) => http::json_response(code, &object::partial_metadata(&object)),
+        Output::Metadata(_, version) => http::json_response(code, &object::partial_metadata(&object, version)),
         Output::Protobuf => http::protobuf_response(code, &object),
-        Output::Table(include) => {
+        Output::Table(include, version) => {
             let metadata = json!({ "resourceVersion": object::resource_version(&object) });
-            http::json_response(code, &table::table(info, &[object], metadata, include))
+            http::json_response(code, &table::table(info, &[object], metadata, include, version))
         }
     }
 }

@@ -309,12 +309,13 @@ mod tests {
         for (include, frames_min) in
             [(crate::http::IncludeObject::Object, 4), (crate::http::IncludeObject::Metadata, 1)]
         {
-            let head = serde_json::to_vec(&crate::table::head(configmaps, metadata.clone())).unwrap();
-            let rows = Box::new(crate::table::row_encoder(configmaps, include));
+            let version = crate::http::MetaVersion::V1;
+            let head = serde_json::to_vec(&crate::table::head(configmaps, metadata.clone(), version)).unwrap();
+            let rows = Box::new(crate::table::row_encoder(configmaps, include, version));
             let frames = unsized_frames(ListBody::encoded(&head, "rows", items.clone(), Some(rows)));
             assert!(frames.len() >= frames_min, "{} frames", frames.len());
             let objects: Vec<Value> = items.iter().map(|item| item.value()).collect();
-            let whole = crate::table::table(configmaps, &objects, metadata.clone(), include);
+            let whole = crate::table::table(configmaps, &objects, metadata.clone(), include, version);
             let streamed = joined(&frames);
             assert_eq!(streamed["rows"].as_array().unwrap().len(), 301);
             // The Age cells are computed at two moments; the rest must be equal.

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use crate::http::MetaVersion;
+
 pub fn metadata(object: &Value) -> Option<&Map<String, Value>> {
     object.get("metadata")?.as_object()
 }
@@ -17,10 +19,10 @@ pub fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
     object["metadata"].as_object_mut().expect("metadata is an object")
 }
 
-/// The object as `meta.k8s.io/v1` PartialObjectMetadata: its metadata alone.
-pub fn partial_metadata(object: &Value) -> Value {
+/// The object as a PartialObjectMetadata of `version`: its metadata alone.
+pub fn partial_metadata(object: &Value, version: MetaVersion) -> Value {
     let metadata = object.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new()));
-    serde_json::json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata })
+    serde_json::json!({ "kind": "PartialObjectMetadata", "apiVersion": version.api_version(), "metadata": metadata })
 }
 
 pub fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::cached_object::CachedObject;
-use crate::http::IncludeObject;
+use crate::http::{IncludeObject, MetaVersion};
 use crate::registry::ResourceInfo;
 
 struct Column {
@@ -321,27 +321,33 @@ fn cells(info: &ResourceInfo, object: &Value, now: i64) -> Vec<Value> {
 }
 
 /// One row: cells and the object as `includeObject` asks.
-fn row(info: &ResourceInfo, object: &Value, include: IncludeObject, now: i64) -> Value {
+fn row(info: &ResourceInfo, object: &Value, include: IncludeObject, version: MetaVersion, now: i64) -> Value {
     let mut row = json!({ "cells": cells(info, object, now) });
     match include {
         IncludeObject::None => {}
         IncludeObject::Object => row["object"] = object.clone(),
-        IncludeObject::Metadata => row["object"] = crate::object::partial_metadata(object),
+        IncludeObject::Metadata => row["object"] = crate::object::partial_metadata(object, version),
     }
     row
 }
 
 /// A Table of `objects`, with the list's metadata (resourceVersion, continue).
-pub fn table(info: &ResourceInfo, objects: &[Value], list_metadata: Value, include: IncludeObject) -> Value {
+pub fn table(
+    info: &ResourceInfo,
+    objects: &[Value],
+    list_metadata: Value,
+    include: IncludeObject,
+    version: MetaVersion,
+) -> Value {
     let now = jiff::Timestamp::now().as_second();
-    let mut table = head(info, list_metadata);
-    table["rows"] = objects.iter().map(|object| row(info, object, include, now)).collect();
+    let mut table = head(info, list_metadata, version);
+    table["rows"] = objects.iter().map(|object| row(info, object, include, version, now)).collect();
     table
 }
 
 /// A Table without its rows, which a LIST streams after it as the last member (`rows` sorts
 /// last, so the bytes are those of [`table`]'s encoding).
-pub fn head(info: &ResourceInfo, list_metadata: Value) -> Value {
+pub fn head(info: &ResourceInfo, list_metadata: Value, version: MetaVersion) -> Value {
     let definitions: Vec<Value> = columns(info)
         .iter()
         .map(|column| {
@@ -351,7 +357,7 @@ pub fn head(info: &ResourceInfo, list_metadata: Value) -> Value {
         .collect();
     json!({
         "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
+        "apiVersion": version.api_version(),
         "metadata": list_metadata,
         "columnDefinitions": definitions,
     })
@@ -359,10 +365,14 @@ pub fn head(info: &ResourceInfo, list_metadata: Value) -> Value {
 
 /// The rows of a streamed Table: each cached object decoded, made a row and encoded on its own,
 /// so a Table of 100k pods never holds more than one of them decoded.
-pub fn row_encoder(info: &'static ResourceInfo, include: IncludeObject) -> impl Fn(&CachedObject) -> Bytes + Send {
+pub fn row_encoder(
+    info: &'static ResourceInfo,
+    include: IncludeObject,
+    version: MetaVersion,
+) -> impl Fn(&CachedObject) -> Bytes + Send {
     let now = jiff::Timestamp::now().as_second();
     move |object| {
-        let row = row(info, &object.value(), include, now);
+        let row = row(info, &object.value(), include, version, now);
         Bytes::from(serde_json::to_vec(&row).expect("a JSON value encodes"))
     }
 }
@@ -436,11 +446,22 @@ mod tests {
         let pods = registry::find("", "v1", "pods").unwrap();
         let pod = json!({"metadata": {"name": "p", "namespace": "d"}, "spec": {"containers": [{"name": "c"}], "nodeName": "n1"},
             "status": {"phase": "Running", "containerStatuses": [{"ready": true, "restartCount": 2}]}});
-        let table = table(pods, &[pod], json!({"resourceVersion": "5"}), IncludeObject::Metadata);
+        let table = table(
+            pods,
+            std::slice::from_ref(&pod),
+            json!({"resourceVersion": "5"}),
+            IncludeObject::Metadata,
+            MetaVersion::V1,
+        );
         assert_eq!(table["rows"][0]["cells"][1], "1/1");
         assert_eq!(table["rows"][0]["cells"][2], "Running");
         assert_eq!(table["rows"][0]["cells"][6], "n1");
         assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(table["rows"][0]["object"]["apiVersion"], "meta.k8s.io/v1");
         assert_eq!(table["columnDefinitions"][0]["format"], "name");
+        // Asked as v1beta1, the Table and its rows' metadata say so, as kube-apiserver's do.
+        let beta = super::table(pods, &[pod], json!({}), IncludeObject::Metadata, MetaVersion::V1beta1);
+        assert_eq!(beta["apiVersion"], "meta.k8s.io/v1beta1");
+        assert_eq!(beta["rows"][0]["object"]["apiVersion"], "meta.k8s.io/v1beta1");
     }
 }

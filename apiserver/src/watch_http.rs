@@ -240,10 +240,12 @@ fn event_line(plan: &WatchPlan, kind: EventType, object: &CachedObject) -> Bytes
             line.freeze()
         }
         Output::Protobuf => line(plan, kind.as_str(), &object.value()),
-        Output::Metadata(_) => line(plan, kind.as_str(), &crate::object::partial_metadata(&object.value())),
-        Output::Table(include) => {
+        Output::Metadata(_, version) => {
+            line(plan, kind.as_str(), &crate::object::partial_metadata(&object.value(), version))
+        }
+        Output::Table(include, version) => {
             let metadata = json!({ "resourceVersion": object.revision.to_string() });
-            let table = table::table(plan.info, &[object.value()], metadata, include);
+            let table = table::table(plan.info, &[object.value()], metadata, include, version);
             line(plan, kind.as_str(), &table)
         }
     }
@@ -255,7 +257,10 @@ fn bookmark_line(plan: &WatchPlan, revision: i64, initial_events_end: bool) -> B
         metadata["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
     }
     let object = json!({ "kind": plan.info.kind, "apiVersion": plan.info.api_version(), "metadata": metadata });
-    let object = if let Output::Metadata(_) = plan.output { crate::object::partial_metadata(&object) } else { object };
+    let object = match plan.output {
+        Output::Metadata(_, version) => crate::object::partial_metadata(&object, version),
+        _ => object,
+    };
     line(plan, "BOOKMARK", &object)
 }
 
