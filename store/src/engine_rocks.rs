@@ -48,6 +48,11 @@ impl RocksEngine {
         // Recover up to the last intact record of the WAL, as a crash can leave a torn tail.
         db_options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         db_options.set_max_background_jobs(2);
+        // Compactions (RocksDB's low-priority pool) yield the CPU to requests: on two cores,
+        // rewriting the files a store compaction leaves behind raised put p99 (BENCHMARKS.md).
+        let mut env = rocksdb::Env::new().map_err(engine_error)?;
+        env.lower_thread_pool_cpu_priority();
+        db_options.set_env(&env);
         db_options.set_paranoid_checks(true);
         let descriptors = Space::ALL.iter().map(|space| {
             let mut table = BlockBasedOptions::default();
