@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use store::EventKind;
 
+use crate::cache_handoff::Handoff;
 use crate::cached_object::CachedObject;
 use crate::registry::ResourceInfo;
 use crate::selector::ObjectFilter;
@@ -111,12 +112,20 @@ pub struct WatchCache {
     /// The revision the cache is current to; 0 until the first list is loaded.
     revision: tokio::sync::watch::Sender<i64>,
     history_bound: HistoryBound,
+    /// Objects this server's writers are about to store, prepared for [`WatchCache::apply`].
+    pub handoff: Handoff,
 }
 
 impl WatchCache {
     pub fn new(info: &'static ResourceInfo, history_bound: HistoryBound) -> WatchCache {
         let (revision, _) = tokio::sync::watch::channel(0);
-        WatchCache { info, state: RwLock::new(CacheState::default()), revision, history_bound }
+        WatchCache {
+            info,
+            state: RwLock::new(CacheState::default()),
+            revision,
+            history_bound,
+            handoff: Handoff::default(),
+        }
     }
 
     /// Replaces everything with a fresh list at `revision` (the start, or a re-list after the
@@ -184,9 +193,13 @@ impl WatchCache {
         let prev = prev.or_else(|| state.objects.get(&event.kv.key).cloned());
         let (kind, object) = match event.kind {
             EventKind::Put => {
-                let object = CachedObject::decode(self.info, event.kv.key.clone(), &event.kv.value, revision)
-                    .map_err(|error| tracing::error!(%error, "skipping an undecodable object"))
-                    .ok()?;
+                let prepared = self.handoff.take(&event.kv.key, &event.kv.value, revision);
+                let object = match prepared {
+                    Some(object) => object,
+                    None => CachedObject::decode(self.info, event.kv.key.clone(), &event.kv.value, revision)
+                        .map_err(|error| tracing::error!(%error, "skipping an undecodable object"))
+                        .ok()?,
+                };
                 let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
                 (kind, Arc::new(object))
             }

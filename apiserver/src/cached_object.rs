@@ -65,6 +65,17 @@ impl CachedObject {
         CachedObject { key, revision, json, selectors: SelectorText::new(info, value) }
     }
 
+    /// The object `value` whose JSON, resourceVersion `revision` included, is `json`: a writer's
+    /// own encoding of it, not read again.
+    pub fn from_encoded(info: &ResourceInfo, key: Bytes, value: &Value, json: Bytes, revision: i64) -> CachedObject {
+        CachedObject { key, revision, json, selectors: SelectorText::new(info, value) }
+    }
+
+    /// The same object as of `revision`, whose JSON that is.
+    pub fn restamped(&self, json: Bytes, revision: i64) -> CachedObject {
+        CachedObject { revision, json, ..self.clone() }
+    }
+
     /// [`CachedObject::decode`] by scanning the text (`raw_json.rs`); None for text that is not
     /// an object with a metadata object, which the decoding path handles.
     fn scan(info: &ResourceInfo, key: &Bytes, text: &str, revision: i64) -> Option<CachedObject> {

@@ -15,6 +15,7 @@ mod apply;
 mod binding;
 mod cache;
 mod cache_feed;
+mod cache_handoff;
 mod cached_object;
 mod compaction;
 mod continue_token;

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::cache_handoff::Offer;
 use crate::error::{Cause, Error, ObjectRef, Result};
 use crate::http::Params;
 use crate::managed_fields::{self, Managed};
@@ -134,13 +135,14 @@ pub fn encode(value: &Value) -> Bytes {
 /// `Value`, without `metadata.resourceVersion` and `selfLink`), and where in it the
 /// resourceVersion goes once the store has given it one: a write's answer is these bytes with it
 /// spliced in, not the object encoded again.
+#[derive(Debug, Clone)]
 pub struct Stored {
     pub bytes: Bytes,
     /// None when the object has no metadata object.
     resource_version_at: Option<SplicePoint>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct SplicePoint {
     at: usize,
     /// Whether a metadata entry comes before `at` (else `at` is just after the `{`).
@@ -229,6 +231,18 @@ fn stored_form(info: &ResourceInfo, value: &Value, served: Stored) -> (Bytes, Op
         Some(_) => (encode_for(info, value), None),
         None => (served.bytes.clone(), Some(served)),
     }
+}
+
+/// Tells the resource's watch cache what is about to be written at `key`, so it need not scan the
+/// bytes again (`cache_handoff.rs`); nothing when the stored form is not the served one.
+fn offer_to_cache<'a>(
+    state: &'a ApiState,
+    info: &ResourceInfo,
+    key: &Bytes,
+    value: &Value,
+    stored: Option<&Stored>,
+) -> Option<Offer<'a>> {
+    stored.map(|stored| state.cache(info).handoff.offer(info, key, value, stored))
 }
 
 /// Stored bytes of `info` in the served form (still without resourceVersion).
@@ -351,11 +365,15 @@ pub async fn create(
         Some(plan) => (plan.commit(state, info, key.clone(), Condition::Absent(key), &mut value, encode).await?, None),
         None => {
             let (bytes, stored) = stored_form(info, &value, Stored::encode(&value));
+            let offer = offer_to_cache(state, info, &key, &value, stored.as_ref());
             let revision = state
                 .storage
                 .create(key, bytes)
                 .await
                 .map_err(|error| storage_error(ObjectRef::new(info, &name), error))?;
+            if let Some(offer) = offer {
+                offer.written();
+            }
             (revision, stored)
         }
     };
@@ -474,11 +492,15 @@ pub async fn replace(
         }
         None => {
             let (bytes, stored) = stored_form(info, &value, served);
+            let offer = offer_to_cache(state, info, &key, &value, stored.as_ref());
             let revision = state
                 .storage
                 .update(key, bytes, current.mod_revision)
                 .await
                 .map_err(|error| storage_error(object_ref, error))?;
+            if let Some(offer) = offer {
+                offer.written();
+            }
             (revision, stored)
         }
     };
