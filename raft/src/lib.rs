@@ -26,6 +26,7 @@ mod peer_network;
 mod peer_service;
 mod quota;
 mod read_index;
+mod recent_entries;
 mod restore;
 mod state_machine;
 mod tls;

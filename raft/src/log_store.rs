@@ -21,6 +21,7 @@ use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 
 use crate::codec;
+use crate::recent_entries::RecentEntries;
 use crate::types::TypeConfig;
 
 const ENTRIES: &str = "entries";
@@ -36,6 +37,8 @@ const LOG_WRITE_BUFFER_BYTES: usize = 16 << 20;
 pub struct LogStore {
     db: Arc<DB>,
     syncer: Arc<WalSyncer>,
+    /// The newest entries, decoded, for the readers that follow the log's end.
+    recent: Arc<RecentEntries>,
 }
 
 /// Appends waiting for the write-ahead log's fsync, and whether a blocking thread is syncing.
@@ -112,7 +115,7 @@ impl LogStore {
             ColumnFamilyDescriptor::new(STATE, Options::default()),
         ];
         let db = DB::open_cf_descriptors(&options, path, families).map_err(io_error)?;
-        Ok(LogStore { db: Arc::new(db), syncer: Arc::default() })
+        Ok(LogStore { db: Arc::new(db), syncer: Arc::default(), recent: Arc::default() })
     }
 
     fn family(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -162,6 +165,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(index) => index.saturating_add(1),
             Bound::Unbounded => 0,
         };
+        if let Some(entries) = self.recent.get(&range) {
+            return Ok(entries);
+        }
         let mut iterator = self.db.raw_iterator_cf(self.family(ENTRIES));
         iterator.seek(index_key(start));
         let mut entries = Vec::new();
@@ -220,11 +226,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut batch = WriteBatch::default();
+        let mut appended = Vec::new();
         for entry in entries {
-            batch.put_cf(self.family(ENTRIES), index_key(entry.log_id.index), codec::encode(&entry)?);
+            let encoded = codec::encode(&entry)?;
+            batch.put_cf(self.family(ENTRIES), index_key(entry.log_id.index), &encoded);
+            appended.push((entry, encoded.len()));
         }
         crate::failpoint("raft::log::before_append")?;
         self.write_with_sync(batch, false)?;
+        self.recent.appended(appended);
         crate::failpoint("raft::log::after_append")?;
         self.syncer.after_next_sync(&self.db, callback);
         Ok(())
@@ -232,6 +242,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |log_id| log_id.index + 1);
+        // From the ring first: no reader may find there what RocksDB no longer holds.
+        self.recent.truncated_after(last_log_id.map(|log_id| log_id.index));
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.family(ENTRIES), index_key(from), index_key(u64::MAX));
         batch.delete_cf(self.family(ENTRIES), index_key(u64::MAX));
@@ -245,6 +257,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write(record)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.family(ENTRIES), index_key(0), index_key(log_id.index + 1));
+        self.recent.purged_through(log_id.index);
         self.write(batch)
     }
 }
