@@ -244,7 +244,7 @@ fn applied_options(
     id: &ManagerId,
 ) -> WriteOptions {
     if let Ok(normalized) = (info.normalize)(object) {
-        let known = structured_merge::to_field_set(&normalized);
+        let known = structured_merge::to_field_set(normalized.as_ref().unwrap_or(object));
         if let Some(entry) = managed.entries.get_mut(id) {
             entry.set = entry.set.intersection(&known);
         }

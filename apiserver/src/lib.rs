@@ -54,6 +54,7 @@ mod registry;
 mod route;
 mod scale;
 mod selector;
+mod serializes_as;
 mod server;
 mod service_allocation;
 mod service_ip;

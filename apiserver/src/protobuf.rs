@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(decoded, expected);
         // The result is what the JSON path accepts: the served type decodes it.
         if let Some(info) = registry::RESOURCES.iter().find(|info| info.kind == kind) {
-            (info.normalize)(&decoded).unwrap();
+            info.normalized(&decoded).unwrap();
         }
     }
 
@@ -623,8 +623,8 @@ mod tests {
             let stem = format!("{directory}/{group}.{}.{}", info.version, info.kind);
             let protobuf = std::fs::read(format!("{stem}.pb")).unwrap_or_else(|error| panic!("{stem}.pb: {error}"));
             let json: Value = serde_json::from_slice(&std::fs::read(format!("{stem}.json")).unwrap()).unwrap();
-            let from_protobuf = (info.normalize)(&decode(&protobuf).unwrap()).unwrap();
-            let from_json = (info.normalize)(&json).unwrap();
+            let from_protobuf = info.normalized(&decode(&protobuf).unwrap()).unwrap();
+            let from_json = info.normalized(&json).unwrap();
             assert_eq!(from_protobuf, from_json, "{stem}");
         }
         let scale = |value: Value| {

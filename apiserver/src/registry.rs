@@ -7,6 +7,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::serializes_as::serializes_as;
+
 /// A served resource.
 #[derive(Debug)]
 pub struct ResourceInfo {
@@ -30,8 +32,9 @@ pub struct ResourceInfo {
     /// Field selectors this type supports beyond `metadata.name` and `metadata.namespace`.
     pub selectable_fields: &'static [&'static str],
     /// Decodes the object as its k8s-openapi type and encodes it back: this rejects malformed
-    /// objects and drops unknown fields, as kube-apiserver's decoding does.
-    pub normalize: fn(&Value) -> Result<Value, String>,
+    /// objects and drops unknown fields, as kube-apiserver's decoding does. None: the object is
+    /// already what encoding it back gives (`serializes_as.rs`).
+    pub normalize: fn(&Value) -> Result<Option<Value>, String>,
     /// Adds the k8s-openapi type's schema and the schemas it references to the generator and
     /// returns a reference to it (the OpenAPI documents, `openapi_schemas.rs`).
     pub schema: fn(&mut SchemaGenerator) -> Schema,
@@ -49,6 +52,11 @@ pub struct Conversion {
 }
 
 impl ResourceInfo {
+    /// `value` decoded as the type and encoded back (see `normalize`).
+    pub fn normalized(&self, value: &Value) -> Result<Value, String> {
+        Ok((self.normalize)(value)?.unwrap_or_else(|| value.clone()))
+    }
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.to_string()
@@ -90,9 +98,12 @@ impl PartialEq for ResourceInfo {
 
 impl Eq for ResourceInfo {}
 
-fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, String> {
+fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Option<Value>, String> {
     let typed = T::deserialize(value).map_err(|error| error.to_string())?;
-    serde_json::to_value(&typed).map_err(|error| error.to_string())
+    if serializes_as(&typed, value) {
+        return Ok(None);
+    }
+    serde_json::to_value(&typed).map(Some).map_err(|error| error.to_string())
 }
 
 fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
@@ -198,7 +209,7 @@ mod tests {
     fn round_trip_drops_unknown_fields_and_checks_kind() {
         let namespaces = find("", "v1", "namespaces").unwrap();
         let value = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}, "bogus": 1});
-        let normalized = (namespaces.normalize)(&value).unwrap();
+        let normalized = namespaces.normalized(&value).unwrap();
         assert!(normalized.get("bogus").is_none());
         let wrong = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}});
         assert!((namespaces.normalize)(&wrong).is_err());

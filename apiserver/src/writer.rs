@@ -282,6 +282,8 @@ fn check_kind(info: &ResourceInfo, value: &mut Value) -> Result<()> {
 fn normalize(info: &ResourceInfo, value: Value, options: &WriteOptions, warnings: &mut Vec<String>) -> Result<Value> {
     let normalized = (info.normalize)(&value)
         .map_err(|error| Error::BadRequest(format!("the object could not be decoded as a {}: {error}", info.kind)))?;
+    // Already normal: nothing was dropped, so no field is unknown.
+    let Some(normalized) = normalized else { return Ok(value) };
     if options.field_validation != FieldValidation::Ignore {
         let unknown = validation::unknown_fields(&value, &normalized);
         if !unknown.is_empty() {
