@@ -18,7 +18,7 @@ use crate::types::TypeConfig;
 
 /// Bounds of the ring: entries, and the encoded bytes they came to.
 const MAX_ENTRIES: usize = 4096;
-const MAX_BYTES: usize = 4 << 20;
+const MAX_BYTES: usize = 1 << 20;
 
 type Entry = EntryOf<TypeConfig>;
 
