@@ -105,11 +105,15 @@ mod tests {
         })
     }
 
+    /// Pods, an empty handoff, and the key of pod `web`.
+    fn fixture() -> (&'static ResourceInfo, Handoff, Bytes) {
+        let pods = registry::find("", "v1", "pods").unwrap();
+        (pods, Handoff::default(), Bytes::from_static(b"/registry/pods/default/web"))
+    }
+
     #[test]
     fn a_taken_object_is_what_the_scan_of_its_bytes_gives() {
-        let pods = registry::find("", "v1", "pods").unwrap();
-        let handoff = Handoff::default();
-        let key = Bytes::from_static(b"/registry/pods/default/web");
+        let (pods, handoff, key) = fixture();
         let value = pod("web", "Running");
         let stored = Stored::encode(&value);
         handoff.offer(pods, &key, &value, &stored).written();
@@ -124,9 +128,7 @@ mod tests {
 
     #[test]
     fn other_bytes_at_the_key_are_not_taken_for_the_prepared_ones() {
-        let pods = registry::find("", "v1", "pods").unwrap();
-        let handoff = Handoff::default();
-        let key = Bytes::from_static(b"/registry/pods/default/web");
+        let (pods, handoff, key) = fixture();
         let value = pod("web", "Running");
         handoff.offer(pods, &key, &value, &Stored::encode(&value)).written();
         let other = Stored::encode(&pod("web", "Failed"));
@@ -136,9 +138,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_withdraws_only_its_own_entry() {
-        let pods = registry::find("", "v1", "pods").unwrap();
-        let handoff = Handoff::default();
-        let key = Bytes::from_static(b"/registry/pods/default/web");
+        let (pods, handoff, key) = fixture();
         let first = pod("web", "Running");
         let failed = handoff.offer(pods, &key, &first, &Stored::encode(&first));
         drop(failed);
@@ -154,8 +154,7 @@ mod tests {
 
     #[test]
     fn entries_whose_events_never_come_are_bounded() {
-        let pods = registry::find("", "v1", "pods").unwrap();
-        let handoff = Handoff::default();
+        let (pods, handoff, _) = fixture();
         for index in 0..MAX_ENTRIES + 10 {
             let value = pod(&format!("p{index}"), "Running");
             let key = Bytes::from(format!("/registry/pods/default/p{index}"));

@@ -46,6 +46,68 @@ fn number(value: &Value, number: Number) -> Result<(), Differs> {
     check(matches!(value, Value::Number(held) if *held == number))
 }
 
+/// `serialize_<integer>` methods: the number must be the one `to_value` would write.
+macro_rules! numbers {
+    ($($method:ident: $type:ty),* $(,)?) => {
+        $(fn $method(self, v: $type) -> Result<(), Differs> {
+            number(self.0, v.into())
+        })*
+    };
+}
+
+/// `serialize_<scalar>` methods of a key serializer that takes only strings.
+macro_rules! refused {
+    ($($method:ident: $type:ty),* $(,)?) => {
+        $(fn $method(self, _v: $type) -> Result<String, Differs> {
+            Err(Differs)
+        })*
+    };
+}
+
+/// The tuple and variant serializers, which the check does not model (k8s-openapi's types do
+/// not use them).
+macro_rules! tuples_and_variants_refused {
+    () => {
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _name: &'static str,
+            _index: u32,
+            _variant: &'static str,
+            _value: &T,
+        ) -> Result<Self::Ok, Differs> {
+            Err(Differs)
+        }
+        fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Differs> {
+            Err(Differs)
+        }
+        fn serialize_tuple_struct(
+            self,
+            _name: &'static str,
+            _len: usize,
+        ) -> Result<Self::SerializeTupleStruct, Differs> {
+            Err(Differs)
+        }
+        fn serialize_tuple_variant(
+            self,
+            _name: &'static str,
+            _index: u32,
+            _variant: &'static str,
+            _len: usize,
+        ) -> Result<Self::SerializeTupleVariant, Differs> {
+            Err(Differs)
+        }
+        fn serialize_struct_variant(
+            self,
+            _name: &'static str,
+            _index: u32,
+            _variant: &'static str,
+            _len: usize,
+        ) -> Result<Self::SerializeStructVariant, Differs> {
+            Err(Differs)
+        }
+    };
+}
+
 struct Matcher<'a>(&'a Value);
 
 impl<'a> ser::Serializer for Matcher<'a> {
@@ -59,33 +121,15 @@ impl<'a> ser::Serializer for Matcher<'a> {
     type SerializeStruct = MapMatcher<'a>;
     type SerializeStructVariant = Impossible<(), Differs>;
 
+    tuples_and_variants_refused!();
+
     fn serialize_bool(self, v: bool) -> Result<(), Differs> {
         check(self.0.as_bool() == Some(v))
     }
-    fn serialize_i8(self, v: i8) -> Result<(), Differs> {
-        number(self.0, v.into())
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Differs> {
-        number(self.0, v.into())
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Differs> {
-        number(self.0, v.into())
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Differs> {
-        number(self.0, v.into())
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Differs> {
-        number(self.0, v.into())
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Differs> {
-        number(self.0, v.into())
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Differs> {
-        number(self.0, v.into())
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Differs> {
-        number(self.0, v.into())
-    }
+    numbers!(
+        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64
+    );
     fn serialize_f32(self, v: f32) -> Result<(), Differs> {
         self.serialize_f64(f64::from(v))
     }
@@ -123,35 +167,11 @@ impl<'a> ser::Serializer for Matcher<'a> {
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _name: &'static str, value: &T) -> Result<(), Differs> {
         value.serialize(self)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> Result<(), Differs> {
-        Err(Differs)
-    }
     fn serialize_seq(self, _len: Option<usize>) -> Result<SeqMatcher<'a>, Differs> {
         match self.0 {
             Value::Array(items) => Ok(SeqMatcher { items: items.iter() }),
             _ => Err(Differs),
         }
-    }
-    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Differs> {
-        Err(Differs)
-    }
-    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self::SerializeTupleStruct, Differs> {
-        Err(Differs)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Differs> {
-        Err(Differs)
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<MapMatcher<'a>, Differs> {
         match self.0 {
@@ -161,15 +181,6 @@ impl<'a> ser::Serializer for Matcher<'a> {
     }
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<MapMatcher<'a>, Differs> {
         self.serialize_map(None)
-    }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Differs> {
-        Err(Differs)
     }
 }
 
@@ -257,6 +268,8 @@ impl ser::Serializer for KeyText {
     type SerializeStruct = Impossible<String, Differs>;
     type SerializeStructVariant = Impossible<String, Differs>;
 
+    tuples_and_variants_refused!();
+
     fn serialize_str(self, v: &str) -> Result<String, Differs> {
         Ok(v.to_owned())
     }
@@ -267,45 +280,12 @@ impl ser::Serializer for KeyText {
     ) -> Result<String, Differs> {
         value.serialize(self)
     }
-    fn serialize_bool(self, _v: bool) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_i8(self, _v: i8) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_i16(self, _v: i16) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_i32(self, _v: i32) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_i64(self, _v: i64) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_u8(self, _v: u8) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_u16(self, _v: u16) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_u32(self, _v: u32) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_u64(self, _v: u64) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_f32(self, _v: f32) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_f64(self, _v: f64) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_char(self, _v: char) -> Result<String, Differs> {
-        Err(Differs)
-    }
-    fn serialize_bytes(self, _v: &[u8]) -> Result<String, Differs> {
-        Err(Differs)
-    }
+    refused!(
+        serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+        serialize_i64: i64, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_f32: f32, serialize_f64: f64, serialize_char: char,
+        serialize_bytes: &[u8]
+    );
     fn serialize_none(self) -> Result<String, Differs> {
         Err(Differs)
     }
@@ -326,46 +306,13 @@ impl ser::Serializer for KeyText {
     ) -> Result<String, Differs> {
         Err(Differs)
     }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> Result<String, Differs> {
-        Err(Differs)
-    }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Differs> {
-        Err(Differs)
-    }
-    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Differs> {
-        Err(Differs)
-    }
-    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self::SerializeTupleStruct, Differs> {
-        Err(Differs)
-    }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Differs> {
         Err(Differs)
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Differs> {
         Err(Differs)
     }
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self::SerializeStruct, Differs> {
-        Err(Differs)
-    }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Differs> {
         Err(Differs)
     }
 }
