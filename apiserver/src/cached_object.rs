@@ -61,8 +61,7 @@ impl CachedObject {
         // with 100k pods). Shrinking in place does not help, as mimalloc keeps a block shrunk to
         // half its size or more.
         let encoded = serde_json::to_vec(value).expect("a JSON value encodes");
-        let json = Bytes::copy_from_slice(&encoded);
-        CachedObject { key, revision, json, selectors: SelectorText::new(info, value) }
+        CachedObject::from_encoded(info, key, value, Bytes::copy_from_slice(&encoded), revision)
     }
 
     /// The object `value` whose JSON, resourceVersion `revision` included, is `json`: a writer's
