@@ -37,6 +37,46 @@ pub fn encoded_key(user_key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The encoded key a Kv-space key starts with: everything up to and including its terminator,
+/// which is the first 0x00 0x01 (an escaped zero is 0x00 0xFF). The engine's filters are built
+/// over these, so looking up a key that does not exist skips the files that lack it. A key with
+/// no terminator (a seek target past one) is returned whole.
+pub fn encoded_key_prefix(kv_key: &[u8]) -> &[u8] {
+    match terminator_end(kv_key) {
+        Some(end) => &kv_key[..end],
+        None => kv_key,
+    }
+}
+
+/// Whether `key` starts with an encoded key, so [`encoded_key_prefix`] applies to it.
+pub fn has_encoded_key_prefix(key: &[u8]) -> bool {
+    terminator_end(key).is_some()
+}
+
+fn terminator_end(key: &[u8]) -> Option<usize> {
+    // RocksDB asks for every key it files and every target it seeks, so the usual shapes (a
+    // version's key, an encoded key) are answered without a scan. Each is the terminator: the
+    // encoding puts 0x00 0x01 nowhere else before it, and the revision comes after it.
+    let length = key.len();
+    if length >= 2 + REVISION_BYTES && key[length - REVISION_BYTES - 2..length - REVISION_BYTES] == [ESCAPE, TERMINATOR]
+    {
+        return Some(length - REVISION_BYTES);
+    }
+    if key.ends_with(&[ESCAPE, TERMINATOR]) {
+        return Some(length);
+    }
+    let mut at = 0;
+    while let Some(offset) = key[at..].iter().position(|&byte| byte == ESCAPE) {
+        let escape = at + offset;
+        match key.get(escape + 1) {
+            Some(&TERMINATOR) => return Some(escape + 2),
+            Some(&ESCAPED_ZERO) => at = escape + 2,
+            _ => return None,
+        }
+    }
+    None
+}
+
 /// `encoded key ‖ inverted revision`: the engine key of one version.
 pub fn kv_key(user_key: &[u8], revision: Revision) -> Vec<u8> {
     let mut out = encoded_key(user_key);
@@ -215,6 +255,35 @@ mod tests {
         for key in keys {
             let (decoded, revision) = decode_kv_key(&kv_key(key, Revision::new(7, 3))).unwrap();
             assert_eq!((decoded.as_slice(), revision), (key, Revision::new(7, 3)));
+        }
+    }
+
+    #[test]
+    fn the_encoded_key_prefix_is_the_key_whatever_its_bytes_and_revision() {
+        let keys: [&[u8]; 10] = [
+            b"",
+            b"\0",
+            b"\0\x01",
+            b"\x01\0",
+            b"a\0\xff\x01",
+            b"\xff",
+            b"ab",
+            &[0, 0, 1, 0xff],
+            &[0; 20],
+            b"0123456789abcdef\0\x01\0\x01",
+        ];
+        // Revisions whose bytes hold 0x00 0x01 and 0x00 0xFF themselves.
+        let revisions = [Revision::new(1, 0), Revision::new(0x01_00_01, 0x00_ff), Revision::new(i64::MAX, 1)];
+        for key in keys {
+            let encoded = encoded_key(key);
+            assert_eq!(encoded_key_prefix(&encoded), encoded.as_slice(), "{key:?}");
+            for revision in revisions {
+                let versioned = kv_key(key, revision);
+                assert!(has_encoded_key_prefix(&versioned));
+                assert_eq!(encoded_key_prefix(&versioned), encoded.as_slice(), "{key:?} at {revision:?}");
+            }
+            // The seek target past all versions is no encoded key.
+            assert!(!has_encoded_key_prefix(&past_all_versions(&encoded)), "{key:?}");
         }
     }
 

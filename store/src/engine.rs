@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::codec;
 use crate::error::Result;
 
 /// The key spaces. Each is ordered by bytes on its own.
@@ -120,6 +121,12 @@ pub trait Reader {
     /// then neither evicts what point reads keep warm nor grows the process by the cache.
     fn bulk_cursor(&self, space: Space, upper_bound: Option<&[u8]>) -> Box<dyn Cursor + '_> {
         self.cursor(space, upper_bound)
+    }
+    /// A cursor over the versions of one key in the Kv space, `encoded` being the key's encoded
+    /// form ([`codec::encoded_key`]). The engine may skip whole files whose filters say they
+    /// lack the key, which makes looking up a key that does not exist (every create) cheap.
+    fn versions_cursor(&self, encoded: &[u8]) -> Box<dyn Cursor + '_> {
+        self.cursor(Space::Kv, Some(&codec::past_all_versions(encoded)))
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use crate::codec;
 use crate::engine::{Cursor, Reader, Space, WriteBatch};
 use crate::error::Result;
 
@@ -58,12 +59,30 @@ impl Reader for PendingReader<'_> {
     }
 
     fn cursor(&self, space: Space, upper_bound: Option<&[u8]>) -> Box<dyn Cursor + '_> {
-        let overlay = &self.pending.spaces[space.index()];
+        self.merged(space, upper_bound, || self.base.cursor(space, upper_bound))
+    }
+
+    fn versions_cursor(&self, encoded: &[u8]) -> Box<dyn Cursor + '_> {
+        let upper_bound = codec::past_all_versions(encoded);
+        self.merged(Space::Kv, Some(&upper_bound), || self.base.versions_cursor(encoded))
+    }
+}
+
+impl<'a> PendingReader<'a> {
+    /// The base's cursor seen through this space's overlay, which ends at `upper_bound` too.
+    fn merged(
+        &self,
+        space: Space,
+        upper_bound: Option<&[u8]>,
+        base: impl FnOnce() -> Box<dyn Cursor + 'a>,
+    ) -> Box<dyn Cursor + 'a> {
+        let pending: &'a PendingWrites = self.pending;
+        let overlay = &pending.spaces[space.index()];
         if overlay.is_empty() {
-            return self.base.cursor(space, upper_bound);
+            return base();
         }
         Box::new(MergedCursor {
-            base: self.base.cursor(space, upper_bound),
+            base: base(),
             overlay,
             upper_bound: upper_bound.map(<[u8]>::to_vec),
             overlay_entry: None,

@@ -91,18 +91,20 @@ impl ReadView<'_> {
         if range.is_empty() {
             return Ok(());
         }
-        let (start, upper_bound) = match range {
+        let (start, upper_bound, mut cursor) = match range {
             KeyRange::Single(key) => {
                 let encoded = codec::encoded_key(key);
                 let upper = codec::past_all_versions(&encoded);
-                (encoded, Some(upper))
+                let cursor = self.reader.versions_cursor(&encoded);
+                (encoded, Some(upper), cursor)
             }
             KeyRange::Interval { start, end } => {
-                (codec::encoded_key(start), end.as_ref().map(|end| codec::encoded_key(end)))
+                let upper = end.as_ref().map(|end| codec::encoded_key(end));
+                let cursor = self.reader.cursor(Space::Kv, upper.as_deref());
+                (codec::encoded_key(start), upper, cursor)
             }
         };
         let newest_visible = Revision::last_of(self.revision).to_inverted_bytes();
-        let mut cursor = self.reader.cursor(Space::Kv, upper_bound.as_deref());
         cursor.seek(&start);
         let mut steps = 0usize;
         while let Some(kv_key) = cursor.key() {
