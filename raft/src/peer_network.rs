@@ -172,6 +172,9 @@ impl PeerConnection {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let network = |error: std::io::Error| StreamingError::Network(NetworkError::new(&error));
         let header = codec::encode(&(vote, snapshot.meta.clone())).map_err(network)?;
+        let data = snapshot.snapshot.clone();
+        let written = tokio::task::spawn_blocking(move || data.write_out()).await;
+        written.map_err(|error| network(std::io::Error::other(error)))?.map_err(network)?;
         let mut file = tokio::fs::File::open(&snapshot.snapshot.path).await.map_err(network)?;
         // A reader task feeds the stream chunk by chunk, hashing as it goes; the last chunk
         // (possibly empty) carries the crc32 of everything before it. Dropping the stream (a

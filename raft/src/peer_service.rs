@@ -98,7 +98,7 @@ impl Peer for PeerService {
                 return Err(status);
             }
         };
-        let snapshot = Snapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
+        let snapshot = Snapshot { meta, snapshot: SnapshotFile::written(path.clone()) };
         let answer = self.member.raft.install_full_snapshot(vote, snapshot).await.map_err(|error| error.to_string());
         let _ = tokio::fs::remove_file(&path).await;
         encode(&answer)

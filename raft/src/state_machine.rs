@@ -33,10 +33,45 @@ pub(crate) struct RaftPosition {
     membership: StoredMembershipOf<TypeConfig>,
 }
 
-/// A snapshot as a file in keel's snapshot format, with its Raft metadata beside it.
+/// A snapshot as a file in keel's snapshot format, with its Raft metadata beside it. A snapshot
+/// this member built is at first only a checkpoint of its store (hard links to its files, made in
+/// milliseconds); the file is written from it the first time the snapshot is read, to send it to
+/// a member that fell behind. Writing every snapshot out whole as it was built cost a share of the
+/// CPU that grew with the store (5-8 % of each member's under `etcdctl check perf`, BENCHMARKS.md).
 #[derive(Debug, Clone)]
 pub struct SnapshotFile {
     pub path: PathBuf,
+    /// The store checkpoint the file is written from, for a snapshot this member built.
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl SnapshotFile {
+    /// A snapshot that is a file already (one received from the leader).
+    pub fn written(path: PathBuf) -> Self {
+        SnapshotFile { path, checkpoint: None }
+    }
+
+    /// Writes the file from the checkpoint unless it exists. Blocking: seconds for a large store.
+    pub fn write_out(&self) -> io::Result<()> {
+        // One at a time: a checkpoint is a database, which one opener at a time may hold.
+        static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _writing = WRITING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.path.exists() {
+            return Ok(());
+        }
+        let Some(checkpoint) = &self.checkpoint else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no snapshot {}", self.path.display())));
+        };
+        let copy = store::StoreSnapshot::open_kept(checkpoint).map_err(store_error)?;
+        let partial = self.path.with_extension("partial");
+        {
+            let mut file = io::BufWriter::new(std::fs::File::create(&partial)?);
+            copy.write_to(&mut file).map_err(store_error)?;
+            file.into_inner().map_err(|error| error.into_error())?.sync_all()?;
+        }
+        // Losing the rename to a power cut only means writing the file again.
+        std::fs::rename(&partial, &self.path)
+    }
 }
 
 pub struct StateMachine {
@@ -59,6 +94,7 @@ impl StateMachine {
     pub fn new(store: Arc<Store>, snapshot_dir: &Path, listener: Option<Arc<dyn ChangeListener>>) -> io::Result<Self> {
         std::fs::create_dir_all(snapshot_dir)?;
         let snapshots = Arc::new(SnapshotDir { dir: snapshot_dir.to_path_buf(), next_scratch: AtomicU64::new(0) });
+        snapshots.remove_leftovers()?;
         Ok(StateMachine { store, snapshots, listener, applied_commands: Arc::default() })
     }
 
@@ -147,6 +183,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         crate::failpoint("raft::snapshot::before_install")?;
+        // Restoring from this member's own snapshot at startup reads it like a send does.
+        snapshot.write_out()?;
         // Keep our own copy first: it becomes this member's current snapshot.
         let kept = self.snapshots.keep(meta, &snapshot.path)?;
         self.store.install_snapshot(&kept).map_err(store_error)?;
@@ -189,7 +227,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
-/// Writes a consistent copy of the store as the newest snapshot file, with its metadata.
+/// Keeps a checkpoint of the store as the newest snapshot, with its metadata; the snapshot file
+/// is written from it when first read ([`SnapshotFile::write_out`]).
 fn build_snapshot_file(store: &Store, snapshots: &SnapshotDir) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
     let scratch = snapshots.scratch_path();
     let copy = store.snapshot(&scratch).map_err(store_error)?;
@@ -199,17 +238,19 @@ fn build_snapshot_file(store: &Store, snapshots: &SnapshotDir) -> io::Result<Sna
         None => RaftPosition::default(),
     };
     let meta = openraft::SnapshotMeta { last_log_id: position.last_applied, last_membership: position.membership };
-    let path = snapshots.data_path(&meta);
-    let partial = path.with_extension("partial");
-    {
-        let mut file = io::BufWriter::new(std::fs::File::create(&partial)?);
-        copy.write_to(&mut file).map_err(store_error)?;
-        file.into_inner().map_err(|error| error.into_error())?.sync_all()?;
+    let kept = copy.keep().ok_or_else(|| io::Error::other("the store's copy has no files to keep"))?;
+    let checkpoint = snapshots.checkpoint_path(&meta);
+    if checkpoint.exists() {
+        // Built at this position before (nothing was applied since): that one serves.
+        std::fs::remove_dir_all(&kept)?;
+    } else {
+        std::fs::rename(&kept, &checkpoint)?;
+        std::fs::File::open(&snapshots.dir)?.sync_all()?;
     }
-    std::fs::rename(&partial, &path)?;
     write_durably(&snapshots.meta_path(&meta), &codec::encode(&meta)?)?;
     snapshots.remove_older_than(&meta)?;
-    Ok(Snapshot { meta, snapshot: SnapshotFile { path } })
+    let path = snapshots.data_path(&meta);
+    Ok(Snapshot { meta, snapshot: SnapshotFile { path, checkpoint: Some(checkpoint) } })
 }
 
 /// The directory of snapshot files: `<last index>-<term>.snap` with a `.meta` beside it. The
@@ -234,6 +275,27 @@ impl SnapshotDir {
 
     fn meta_path(&self, meta: &SnapshotMetaOf<TypeConfig>) -> PathBuf {
         self.dir.join(format!("{}.meta", Self::name(meta)))
+    }
+
+    fn checkpoint_path(&self, meta: &SnapshotMetaOf<TypeConfig>) -> PathBuf {
+        self.dir.join(format!("{}.checkpoint", Self::name(meta)))
+    }
+
+    /// Removes what a member that died while building or writing a snapshot left behind: store
+    /// copies, partial files, and a checkpoint whose metadata was never written.
+    fn remove_leftovers(&self) -> io::Result<()> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+            let orphan_checkpoint = path.extension().is_some_and(|extension| extension == "checkpoint")
+                && !path.with_extension("meta").exists();
+            if name.starts_with("copy-") || orphan_checkpoint {
+                std::fs::remove_dir_all(&path)?;
+            } else if path.extension().is_some_and(|extension| extension == "partial") {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(())
     }
 
     /// A fresh path for a store copy (it must not exist yet).
@@ -263,7 +325,7 @@ impl SnapshotDir {
             let path = entry?.path();
             if path.extension().is_some_and(|extension| extension == "meta") {
                 let meta: SnapshotMetaOf<TypeConfig> = codec::decode(&std::fs::read(&path)?, "snapshot metadata")?;
-                if self.data_path(&meta).exists() {
+                if self.data_path(&meta).exists() || self.checkpoint_path(&meta).exists() {
                     metas.push(meta);
                 }
             }
@@ -275,7 +337,8 @@ impl SnapshotDir {
     fn current(&self) -> io::Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>> {
         Ok(self.metas()?.pop().map(|meta| {
             let path = self.data_path(&meta);
-            Snapshot { meta, snapshot: SnapshotFile { path } }
+            let checkpoint = Some(self.checkpoint_path(&meta)).filter(|checkpoint| checkpoint.exists());
+            Snapshot { meta, snapshot: SnapshotFile { path, checkpoint } }
         }))
     }
 
@@ -283,6 +346,7 @@ impl SnapshotDir {
         for meta in self.metas()? {
             if meta.last_log_id < keep.last_log_id {
                 let _ = std::fs::remove_file(self.data_path(&meta));
+                let _ = std::fs::remove_dir_all(self.checkpoint_path(&meta));
                 let _ = std::fs::remove_file(self.meta_path(&meta));
             }
         }

@@ -108,3 +108,60 @@ fn applied_commands_count_each_command_of_a_batch_entry() {
         assert_eq!(store.revision(), 4, "three puts, three revisions");
     });
 }
+
+/// A built snapshot is a checkpoint of the store until something reads it: the file written
+/// from it then holds the store as of the snapshot's position, whatever was applied after, and
+/// installs elsewhere as that store. A restart finds the snapshot again and clears what a build
+/// that died midway left behind.
+#[test]
+fn snapshots_are_checkpoints_written_out_when_first_read() {
+    TypeConfig::run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = dir.path().join("snapshots");
+        let store = open_store(&dir.path().join("store"));
+        let mut machine = StateMachine::new(store.clone(), &snapshots, None).unwrap();
+        machine.apply(futures::stream::iter([Ok((put(1, "a"), None)), Ok((put(2, "b"), None))])).await.unwrap();
+        let mut builder = machine.get_snapshot_builder().await;
+        let built = openraft::storage::RaftSnapshotBuilder::build_snapshot(&mut builder).await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(log_id::<TypeConfig>(1, 0, 2)));
+        let checkpoint = built.snapshot.checkpoint.clone().expect("a built snapshot has a checkpoint");
+        assert!(checkpoint.is_dir());
+        assert!(!built.snapshot.path.exists(), "no snapshot file until one is read");
+        // Applied after the snapshot: not in it.
+        machine.apply(futures::stream::iter([Ok((put(3, "c"), None))])).await.unwrap();
+
+        // A restart finds it; leftovers of a build that died are removed.
+        drop(machine);
+        std::fs::create_dir(snapshots.join("copy-1-0")).unwrap();
+        std::fs::create_dir(snapshots.join("00000000000000000009-1-0.checkpoint")).unwrap();
+        std::fs::write(snapshots.join("00000000000000000002-1-0.partial"), b"torn").unwrap();
+        let mut machine = StateMachine::new(store.clone(), &snapshots, None).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&snapshots)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let checkpoint_name = checkpoint.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(left, [checkpoint_name.clone(), checkpoint_name.replace(".checkpoint", ".meta")]);
+        let current = machine.get_current_snapshot().await.unwrap().expect("the built snapshot");
+        assert_eq!(current.meta, built.meta);
+        current.snapshot.write_out().unwrap();
+        assert!(current.snapshot.path.is_file());
+
+        // The file installs as the store at the snapshot's position.
+        let other = dir.path().join("other");
+        let other_store = open_store(&other.join("store"));
+        let mut other_machine = StateMachine::new(other_store.clone(), &other.join("snapshots"), None).unwrap();
+        let received = raft::SnapshotFile::written(current.snapshot.path.clone());
+        other_machine.install_snapshot(&current.meta, received).await.unwrap();
+        assert_eq!(other_store.revision(), 3, "a and b, not c");
+        let (applied, _) = other_machine.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id::<TypeConfig>(1, 0, 2)));
+
+        // A newer snapshot replaces the old one, checkpoint and file.
+        let mut builder = machine.get_snapshot_builder().await;
+        let newer = openraft::storage::RaftSnapshotBuilder::build_snapshot(&mut builder).await.unwrap();
+        assert_eq!(newer.meta.last_log_id, Some(log_id::<TypeConfig>(1, 0, 3)));
+        assert!(!checkpoint.exists() && !current.snapshot.path.exists(), "the older snapshot is removed");
+    });
+}

@@ -52,6 +52,22 @@ impl StoreSnapshot {
         StoreSnapshot { copy: Some(copy), scratch }
     }
 
+    /// Opens a copy kept by [`StoreSnapshot::keep`] (a RocksDB checkpoint directory). Dropping
+    /// the snapshot closes it and leaves the files.
+    pub fn open_kept(path: &Path) -> Result<StoreSnapshot> {
+        // Read once, by bulk cursors that bypass the block cache: keep it tiny.
+        let options = crate::RocksOptions { block_cache_bytes: 1 << 20, ..crate::RocksOptions::default() };
+        Ok(StoreSnapshot::new(Arc::new(crate::RocksEngine::open(path, &options)?), None))
+    }
+
+    /// Closes the copy and keeps its files in the scratch path it was made in, which it returns
+    /// (None for a copy opened by [`StoreSnapshot::open_kept`]): a snapshot that is written out
+    /// only if it is ever read. Only a RocksDB copy has files to keep.
+    pub fn keep(mut self) -> Option<PathBuf> {
+        self.copy.take();
+        self.scratch.take()
+    }
+
     fn engine(&self) -> &dyn Engine {
         self.copy.as_deref().expect("present until drop")
     }
