@@ -34,10 +34,11 @@ pub(crate) struct RaftPosition {
 }
 
 /// A snapshot as a file in keel's snapshot format, with its Raft metadata beside it. A snapshot
-/// this member built is at first only a checkpoint of its store (hard links to its files, made in
-/// milliseconds); the file is written from it the first time the snapshot is read, to send it to
-/// a member that fell behind. Writing every snapshot out whole as it was built cost a share of the
-/// CPU that grew with the store (5-8 % of each member's under `etcdctl check perf`, BENCHMARKS.md).
+/// this member built is at first only a checkpoint of its store (hard links to its files); the
+/// file is written from it the first time the snapshot is read, to send it to a member that fell
+/// behind. Writing every snapshot out whole as it was built cost a share of the
+/// CPU that grew with the store (5-8 % of a member's CPU in profiles of `etcdctl check perf` taken
+/// while one was built, BENCHMARKS.md).
 #[derive(Debug, Clone)]
 pub struct SnapshotFile {
     pub path: PathBuf,
