@@ -27,6 +27,7 @@ pub mod history;
 pub mod lazyfs;
 pub mod leases;
 pub mod linearizable;
+pub mod ports;
 pub mod register;
 pub mod revisions;
 pub mod watches;

@@ -68,11 +68,6 @@ impl Drop for Proxies {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
-    Ok(listener.local_addr().map_err(|error| error.to_string())?.port())
-}
-
 impl Proxies {
     pub async fn start(size: usize) -> Result<Proxies, String> {
         let rules = Rules { blocked: Links::new(), delay: vec![Duration::ZERO; size], loss: vec![0.0; size] };
@@ -85,8 +80,8 @@ impl Proxies {
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
         for index in 0..size {
-            let client_port = free_port()?;
-            let peer_port = free_port()?;
+            let client_port = jepsen::ports::claim()?;
+            let peer_port = jepsen::ports::claim()?;
             let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|error| error.to_string())?;
             let proxy_port = listener.local_addr().map_err(|error| error.to_string())?.port();
             addrs.push(NodeAddrs {

@@ -512,7 +512,7 @@ fn keel_binary() -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    jepsen::ports::claim().unwrap()
 }
 
 /// A keel member started on a disk that loses every directory entry not fsynced, killed once it

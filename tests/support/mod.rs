@@ -8,15 +8,15 @@
 pub mod keel_server;
 pub mod raw_http;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
 
+/// A loopback port no other test holds (`jepsen::ports`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    jepsen::ports::claim().unwrap()
 }
 
 /// Runs Debian's etcdctl 3.4 (API v3) against `endpoint` with `input` on standard input.
