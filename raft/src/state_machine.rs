@@ -36,9 +36,9 @@ pub(crate) struct RaftPosition {
 /// A snapshot as a file in keel's snapshot format, with its Raft metadata beside it. A snapshot
 /// this member built is at first only a checkpoint of its store (hard links to its files); the
 /// file is written from it the first time the snapshot is read, to send it to a member that fell
-/// behind. Writing every snapshot out whole as it was built cost a share of the
-/// CPU that grew with the store (5-8 % of a member's CPU in profiles of `etcdctl check perf` taken
-/// while one was built, BENCHMARKS.md).
+/// behind. Writing every snapshot out whole as it was built cost a share of the CPU that grew
+/// with the store (5-8 % of a member's CPU in profiles of `etcdctl check perf` taken while one was
+/// built, BENCHMARKS.md).
 #[derive(Debug, Clone)]
 pub struct SnapshotFile {
     pub path: PathBuf,
@@ -254,8 +254,9 @@ fn build_snapshot_file(store: &Store, snapshots: &SnapshotDir) -> io::Result<Sna
     Ok(Snapshot { meta, snapshot: SnapshotFile { path, checkpoint: Some(checkpoint) } })
 }
 
-/// The directory of snapshot files: `<last index>-<term>.snap` with a `.meta` beside it. The
-/// newest complete pair is the member's current snapshot.
+/// The directory of snapshots: `<last index>-<term>.meta` with the data beside it, as a `.snap`
+/// file, a `.checkpoint` store copy, or both. The newest complete one is the member's current
+/// snapshot.
 #[derive(Debug)]
 struct SnapshotDir {
     dir: PathBuf,
