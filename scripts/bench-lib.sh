@@ -1,6 +1,6 @@
 # Sourced by scripts/bench-vs-etcd and scripts/bench-scale (after they set `profile`, `build`,
-# `out`, `members` and `command_line`): the binaries, the results directory, cleanup of every
-# process started, and a cluster of keel or etcd members on loopback ports.
+# `bin_dir`, `out`, `members` and `command_line`): the binaries, the results directory, cleanup
+# of every process started, and a cluster of keel or etcd members on loopback ports.
 # shellcheck shell=bash
 
 # --- binaries -------------------------------------------------------------------------------
@@ -17,6 +17,10 @@ if ((build)); then
 fi
 keel_bin="$CARGO_TARGET_DIR/$profile/keel"
 bench_bin="$CARGO_TARGET_DIR/$profile/keel-bench"
+if [ -n "${bin_dir:-}" ]; then # --bin-dir: another build, copied aside
+  keel_bin=$bin_dir/keel
+  bench_bin=$bin_dir/keel-bench
+fi
 etcd_bin=/usr/bin/etcd
 export ETCDCTL_API=3
 etcd_version=$("$etcd_bin" --version | sed -n 1p)

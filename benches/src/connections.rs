@@ -38,3 +38,11 @@ impl Connections {
         self.clients[index as usize % self.clients.len()].clone()
     }
 }
+
+impl crate::driver::Pool for Connections {
+    type Connection = Client;
+
+    fn get(&self, index: u64) -> Client {
+        Connections::get(self, index)
+    }
+}

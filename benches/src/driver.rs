@@ -8,10 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
-
 use crate::budget::Budget;
-use crate::connections::Connections;
 use crate::histogram::Histogram;
 use crate::limiter::RateLimiter;
 
@@ -22,6 +19,12 @@ pub enum Outcome {
     /// Answered, but did not take effect (a compare-and-swap that lost its race).
     Conflict,
     Error(String),
+}
+
+impl<T> From<Result<T, String>> for Outcome {
+    fn from(result: Result<T, String>) -> Outcome {
+        result.map_or_else(Outcome::Error, |_| Outcome::Ok)
+    }
 }
 
 impl<T> From<Result<T, etcd_client::Error>> for Outcome {
@@ -35,8 +38,18 @@ impl<T> From<Result<T, etcd_client::Error>> for Outcome {
 
 /// One kind of request, issued over and over.
 pub trait Operation: Send + Sync + 'static {
-    /// Operation number `index` (0, 1, 2, ... across all clients) on `client`.
-    fn run(&self, client: &mut Client, index: u64) -> impl Future<Output = Outcome> + Send;
+    /// What it is sent over: an `etcd_client::Client` or a lean `UnaryConnection`.
+    type Connection: Send + 'static;
+
+    /// Operation number `index` (0, 1, 2, ... across all clients) on `connection`.
+    fn run(&self, connection: &mut Self::Connection, index: u64) -> impl Future<Output = Outcome> + Send;
+}
+
+/// The connections client tasks share: client task `index` uses `get(index)`.
+pub trait Pool {
+    type Connection;
+
+    fn get(&self, index: u64) -> Self::Connection;
 }
 
 /// How much load to offer.
@@ -105,7 +118,11 @@ impl Tally {
 
 /// Runs `operation` under `load` and returns the merged tally; `elapsed` is the wall time
 /// from the first client's start to the last one's end.
-pub async fn drive<O: Operation>(operation: Arc<O>, connections: &Connections, load: &Load) -> Tally {
+pub async fn drive<O: Operation>(
+    operation: Arc<O>,
+    connections: &impl Pool<Connection = O::Connection>,
+    load: &Load,
+) -> Tally {
     let budget = Arc::new(Budget::new(load.total, load.duration));
     let limiter = Arc::new(RateLimiter::new(load.rate));
     let start = Instant::now();

@@ -23,6 +23,8 @@ struct Grant {
 }
 
 impl Operation for Grant {
+    type Connection = Client;
+
     async fn run(&self, client: &mut Client, _index: u64) -> Outcome {
         match client.lease_grant(self.ttl, None).await {
             Ok(response) => {
@@ -39,6 +41,8 @@ struct Revoke {
 }
 
 impl Operation for Revoke {
+    type Connection = Client;
+
     async fn run(&self, client: &mut Client, index: u64) -> Outcome {
         client.lease_revoke(self.ids[index as usize]).await.into()
     }

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use etcd_client::Client;
+use etcd_client::proto::PbPutRequest;
 
 use crate::cli::{Common, PutArgs};
-use crate::connections::Connections;
 use crate::driver::{drive, Operation, Outcome};
 use crate::keys::{value, KeyGen};
 use crate::report::Report;
+use crate::unary::{UnaryConnection, UnaryConnections};
 
 struct Put {
     keys: KeyGen,
@@ -16,12 +16,15 @@ struct Put {
 }
 
 impl Operation for Put {
-    async fn run(&self, client: &mut Client, index: u64) -> Outcome {
-        client.put(self.keys.key(index), self.value.clone(), None).await.into()
+    type Connection = UnaryConnection;
+
+    async fn run(&self, connection: &mut UnaryConnection, index: u64) -> Outcome {
+        let request = PbPutRequest { key: self.keys.key(index), value: self.value.clone(), ..Default::default() };
+        connection.put(&request).await.into()
     }
 }
 
-pub async fn run(common: &Common, connections: &Connections, args: &PutArgs) -> Result<Report, String> {
+pub async fn run(common: &Common, connections: &UnaryConnections, args: &PutArgs) -> Result<Report, String> {
     let keys = KeyGen::new(&args.prefix, args.key_size, args.key_space, args.sequential_keys)?;
     let operation = Arc::new(Put { keys, value: value(args.val_size) });
     let tally = drive(operation, connections, &super::load(common, 10_000)).await;

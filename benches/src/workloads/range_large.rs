@@ -25,6 +25,8 @@ struct Preload {
 }
 
 impl Operation for Preload {
+    type Connection = Client;
+
     async fn run(&self, client: &mut Client, batch: u64) -> Outcome {
         let first = batch * PRELOAD_BATCH;
         let puts: Vec<TxnOp> = (first..(first + PRELOAD_BATCH).min(self.keys))
@@ -43,6 +45,8 @@ struct RangeAll {
 }
 
 impl Operation for RangeAll {
+    type Connection = Client;
+
     async fn run(&self, client: &mut Client, _index: u64) -> Outcome {
         // A large reply exceeds tonic's default 4 MiB decoding limit.
         let mut kv = client.kv_client().max_decoding_message_size(usize::MAX);

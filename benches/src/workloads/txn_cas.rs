@@ -5,14 +5,17 @@
 
 use std::sync::Arc;
 
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use etcd_client::proto::{
+    PbCompare, PbCompareTarget, PbPutRequest, PbRangeRequest, PbTargetUnion, PbTxnOpRequest, PbTxnRequest,
+    PbTxnRequestOp,
+};
 use rand::Rng;
 
 use crate::cli::{Common, TxnCasArgs};
-use crate::connections::Connections;
-use crate::driver::{drive, Operation, Outcome};
+use crate::driver::{drive, Operation, Outcome, Pool};
 use crate::keys::value;
 use crate::report::Report;
+use crate::unary::{UnaryConnection, UnaryConnections};
 
 struct TxnCas {
     prefix: String,
@@ -24,33 +27,49 @@ impl TxnCas {
     fn key(&self, number: u64) -> Vec<u8> {
         format!("{}{number:08}", self.prefix).into_bytes()
     }
+
+    fn put(&self, key: Vec<u8>) -> PbPutRequest {
+        PbPutRequest { key, value: self.value.clone(), ..Default::default() }
+    }
 }
 
 impl Operation for TxnCas {
-    async fn run(&self, client: &mut Client, _index: u64) -> Outcome {
+    type Connection = UnaryConnection;
+
+    async fn run(&self, connection: &mut UnaryConnection, _index: u64) -> Outcome {
         let key = self.key(rand::thread_rng().gen_range(0..self.keys));
-        let revision = match client.get(key.clone(), None).await {
-            Ok(response) => response.kvs().first().map_or(0, |kv| kv.mod_revision()),
-            Err(error) => return Outcome::Error(error.to_string()),
+        let read = PbRangeRequest { key: key.clone(), ..Default::default() };
+        let revision = match connection.range(&read).await {
+            Ok(response) => response.kvs.first().map_or(0, |kv| kv.mod_revision),
+            Err(error) => return Outcome::Error(error),
         };
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, revision)])
-            .and_then([TxnOp::put(key, self.value.clone(), None)]);
-        match client.txn(txn).await {
-            Ok(response) if response.succeeded() => Outcome::Ok,
+        // `result` 0 is EQUAL.
+        let compare = PbCompare {
+            target: PbCompareTarget::Mod as i32,
+            key: key.clone(),
+            target_union: Some(PbTargetUnion::ModRevision(revision)),
+            ..Default::default()
+        };
+        let txn = PbTxnRequest {
+            compare: vec![compare],
+            success: vec![PbTxnRequestOp { request: Some(PbTxnOpRequest::RequestPut(self.put(key))) }],
+            failure: Vec::new(),
+        };
+        match connection.txn(&txn).await {
+            Ok(response) if response.succeeded => Outcome::Ok,
             Ok(_) => Outcome::Conflict,
-            Err(error) => Outcome::Error(error.to_string()),
+            Err(error) => Outcome::Error(error),
         }
     }
 }
 
-pub async fn run(common: &Common, connections: &Connections, args: &TxnCasArgs) -> Result<Report, String> {
+pub async fn run(common: &Common, connections: &UnaryConnections, args: &TxnCasArgs) -> Result<Report, String> {
     let operation =
         Arc::new(TxnCas { prefix: args.prefix.clone(), keys: args.contended_keys, value: value(args.val_size) });
-    let mut client = connections.get(0);
+    let connection = connections.get(0);
     for number in 0..args.contended_keys {
-        client
-            .put(operation.key(number), operation.value.clone(), None)
+        connection
+            .put(&operation.put(operation.key(number)))
             .await
             .map_err(|error| format!("writing the contended keys: {error}"))?;
     }

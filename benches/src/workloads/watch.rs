@@ -25,6 +25,8 @@ struct StampedPut {
 }
 
 impl Operation for StampedPut {
+    type Connection = Client;
+
     async fn run(&self, client: &mut Client, index: u64) -> Outcome {
         let sent = self.start.elapsed().as_nanos();
         let mut value = format!("{sent:0STAMP_DIGITS$}").into_bytes();
