@@ -53,6 +53,9 @@ pub struct Common {
     /// An operation that takes longer counts as an error.
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Runtime threads of keel-bench itself: 0 = one per core.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Clone, Subcommand)]
