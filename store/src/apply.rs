@@ -316,28 +316,51 @@ impl<'a> Applier<'a> {
     ) -> Result<DeleteRangeResponse> {
         let range = KeyRange::new(&delete.key, &delete.range_end);
         let mut doomed = Vec::new();
+        // As etcd, a delete reads the values it removes only when its request asks for them: a
+        // prefix of a million keys is not loaded into memory to be deleted. Its events then
+        // leave the previous version out; a watcher that wants it reads it back
+        // (`Store::deleted_version`).
         self.read(self.visible_revision(writer), |view| {
             view.scan(&range, |version| {
-                doomed.push(version.to_key_value()?);
+                doomed.push(if delete.prev_kv {
+                    version.to_key_value()?
+                } else {
+                    version.to_key_value_without_value()?
+                });
                 Ok(Flow::Continue)
             })
         })?;
         let deleted = doomed.len() as i64;
-        for prev in &doomed {
-            self.delete_key(writer, prev.clone());
+        if !delete.prev_kv {
+            for prev in doomed {
+                self.delete_key(writer, &prev, None);
+            }
+            return Ok(DeleteRangeResponse { deleted, prev_kvs: Vec::new(), revision: self.written_revision(writer) });
         }
-        let revision = if writer.wrote() { writer.main } else { self.revision };
-        Ok(DeleteRangeResponse { deleted, prev_kvs: if delete.prev_kv { doomed } else { Vec::new() }, revision })
+        for prev in &doomed {
+            self.delete_key(writer, prev, Some(prev.clone()));
+        }
+        Ok(DeleteRangeResponse { deleted, prev_kvs: doomed, revision: self.written_revision(writer) })
     }
 
-    fn delete_key(&mut self, writer: &mut RevisionWriter, prev: KeyValue) {
-        let revision = writer.next_revision();
-        self.write_version(&prev.key, revision, &VersionRecord::Tombstone);
-        if prev.lease != 0 {
-            self.pending.delete(Space::LeaseKeys, codec::lease_keys_key(prev.lease, &prev.key));
+    /// The revision a command's response names: its own if it wrote, else the current one.
+    fn written_revision(&self, writer: &RevisionWriter) -> i64 {
+        if writer.wrote() {
+            writer.main
+        } else {
+            self.revision
         }
-        let kv = KeyValue { key: prev.key.clone(), mod_revision: revision.main, ..KeyValue::default() };
-        writer.events.push(Event { kind: EventKind::Delete, kv, prev_kv: Some(prev), sub_revision: revision.sub });
+    }
+
+    /// Deletes `current`'s key; `prev_kv` is what its event carries as the previous version.
+    fn delete_key(&mut self, writer: &mut RevisionWriter, current: &KeyValue, prev_kv: Option<KeyValue>) {
+        let revision = writer.next_revision();
+        self.write_version(&current.key, revision, &VersionRecord::Tombstone);
+        if current.lease != 0 {
+            self.pending.delete(Space::LeaseKeys, codec::lease_keys_key(current.lease, &current.key));
+        }
+        let kv = KeyValue { key: current.key.clone(), mod_revision: revision.main, ..KeyValue::default() };
+        writer.events.push(Event { kind: EventKind::Delete, kv, prev_kv, sub_revision: revision.sub });
     }
 
     /// One version in the Kv space and its entry in the History space.
@@ -412,7 +435,7 @@ impl<'a> Applier<'a> {
         for key in attached {
             let current = self.read(self.revision, |view| view.get(&key))?;
             match current {
-                Some(kv) if kv.lease == id => self.delete_key(writer, kv),
+                Some(kv) if kv.lease == id => self.delete_key(writer, &kv, Some(kv.clone())),
                 // The index only ever names keys attached to the lease; anything else is a bug.
                 other => panic!("lease {id} indexes key {} whose current version is {other:?}", codec::printable(&key)),
             }

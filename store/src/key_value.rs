@@ -30,7 +30,9 @@ pub struct Event {
     /// For a put, the new version. For a delete, as etcd sends it: only `key` and `mod_revision`
     /// (the delete's revision) are set.
     pub kv: KeyValue,
-    /// The version the change replaced, if the key existed.
+    /// The version the change replaced, if the key existed. A delete leaves it out unless its
+    /// request asked `prev_kv` (etcd's deletes read no values either), and history leaves it out
+    /// once compacted: [`crate::Store::deleted_version`] reads it back for a watcher that wants it.
     pub prev_kv: Option<KeyValue>,
     /// The sub revision of this change inside its main revision.
     pub sub_revision: i64,

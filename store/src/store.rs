@@ -15,7 +15,7 @@ use crate::compaction::{self, CompactionOptions, CompactionState};
 use crate::engine::{Durability, Engine};
 use crate::error::{Error, Result};
 use crate::history;
-use crate::key_value::Change;
+use crate::key_value::{Change, Event, KeyValue};
 use crate::lease;
 use crate::meta;
 use crate::range;
@@ -205,7 +205,7 @@ impl Store {
     pub fn range_into(
         &self,
         request: &RangeRequest,
-        sink: &mut dyn FnMut(crate::KeyValue) -> Result<()>,
+        sink: &mut dyn FnMut(KeyValue) -> Result<()>,
     ) -> Result<crate::RangeSummary> {
         self.range_counting(request, range::Counting::WholeRange, sink)
     }
@@ -214,7 +214,7 @@ impl Store {
         &self,
         request: &RangeRequest,
         counting: range::Counting,
-        sink: &mut dyn FnMut(crate::KeyValue) -> Result<()>,
+        sink: &mut dyn FnMut(KeyValue) -> Result<()>,
     ) -> Result<crate::RangeSummary> {
         if request.key.is_empty() {
             return Err(Error::EmptyKey);
@@ -257,6 +257,20 @@ impl Store {
         // is `Compacted`, not the missing-version error the read may have run into.
         check()?;
         changes
+    }
+
+    /// The version a delete `event` removed, read at the revision before it: what the event
+    /// leaves out unless its request asked `prev_kv`. None once compaction has passed that
+    /// revision, as etcd then sends the event without it.
+    pub fn deleted_version(&self, event: &Event) -> Result<Option<KeyValue>> {
+        let revision = event.kv.mod_revision - 1;
+        let compacted = || revision < self.compact_revision();
+        if compacted() {
+            return Ok(None);
+        }
+        let found = ReadView { reader: self.shared.engine.as_ref(), revision }.get(&event.kv.key)?;
+        // A compaction that passed it meanwhile may have removed it halfway through the read.
+        Ok(if compacted() { None } else { found })
     }
 
     /// etcd's HashKV at `revision` (0: the current one).

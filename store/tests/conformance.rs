@@ -267,6 +267,36 @@ fn delete_range_counts_and_returns_previous_versions() {
 }
 
 #[test]
+fn deletes_read_no_values_unless_asked() {
+    each_engine(|h| {
+        h.must(put("d/a", "1"));
+        h.must(put("d/b", "2"));
+        h.must(put("d/b", "3"));
+        h.must(put("e", "4"));
+        let without = Command::DeleteRange(store::DeleteRangeRequest { prev_kv: false, ..delete_request("d/", "d0") });
+        let output = h.store().apply(&[without], b"1").unwrap();
+        let Ok(Response::DeleteRange(deleted)) = &output.results[0] else { panic!("{:?}", output.results) };
+        assert_eq!((deleted.deleted, deleted.prev_kvs.len(), deleted.revision), (2, 0, 6));
+        let events = &output.changes[0].events;
+        assert!(events.iter().all(|event| event.kind == EventKind::Delete && event.prev_kv.is_none()));
+        let read_back: Vec<_> = events.iter().map(|event| h.store().deleted_version(event).unwrap().unwrap()).collect();
+        let shape: Vec<_> =
+            read_back.iter().map(|kv| (text(&kv.key), text(&kv.value), kv.create_revision, kv.mod_revision)).collect();
+        assert_eq!(shape, [("d/a".into(), "1".into(), 2, 2), ("d/b".into(), "3".into(), 3, 4)]);
+
+        // Asked: the values come with the response and the events.
+        let output = h.store().apply(&[delete("e", "")], b"2").unwrap();
+        let Ok(Response::DeleteRange(deleted)) = &output.results[0] else { panic!("{:?}", output.results) };
+        assert_eq!(text(&deleted.prev_kvs[0].value), "4");
+        assert_eq!(output.changes[0].events[0].prev_kv, Some(deleted.prev_kvs[0].clone()));
+
+        // Once compaction passes the revision before a delete, its version is gone, as in etcd.
+        h.must(Command::Compact { revision: 6 });
+        assert_eq!(h.store().deleted_version(&events[0]).unwrap(), None);
+    });
+}
+
+#[test]
 fn txn_compares() {
     use CompareResult::*;
     use CompareTarget::*;
@@ -597,10 +627,18 @@ fn change_feed_matches_history() {
         let txn_events = &output.changes[2].events;
         assert_eq!(txn_events[1].kind, EventKind::Delete);
         assert_eq!(txn_events[1].kv.mod_revision, 4);
-        assert_eq!(txn_events[1].prev_kv.as_ref().unwrap().value, b("2"));
+        assert_eq!(txn_events[1].prev_kv, None, "the delete did not ask prev_kv: no value read");
+        assert_eq!(h.store().deleted_version(&txn_events[1]).unwrap().unwrap().value, b("2"));
         assert_eq!(output.changes[1].events[0].prev_kv.as_ref().unwrap().value, b("1"));
+        // History reads every previous version back: the feed with its deleted versions read.
+        let mut feed = output.changes.clone();
+        for event in feed.iter_mut().flat_map(|change| change.events.iter_mut()) {
+            if event.kind == EventKind::Delete && event.prev_kv.is_none() {
+                event.prev_kv = h.store().deleted_version(event).unwrap();
+            }
+        }
         for from in 2..=5 {
-            assert_eq!(h.store().changes(from, 5, 1000).unwrap(), output.changes[(from - 2) as usize..], "from {from}");
+            assert_eq!(h.store().changes(from, 5, 1000).unwrap(), feed[(from - 2) as usize..], "from {from}");
         }
         let first_two = h.store().changes(2, 5, 2).unwrap();
         assert_eq!(first_two.len(), 2, "stops at whole revisions once events_max is reached");

@@ -94,7 +94,8 @@ fn feed(state: &mut HubState, key: WatcherKey, changes: &[Change], covered: i64)
         let events: Vec<_> = changes
             .iter()
             .filter(|change| change.revision >= watcher.next_revision && change.revision <= covered)
-            .flat_map(|change| watcher.select(&change.events))
+            // History reads every previous version it still has: one it left out was compacted.
+            .flat_map(|change| watcher.select(&change.events, &mut |_, _| None))
             .collect();
         if !events.is_empty() {
             let response = WatchResponse { watch_id: key.1, revision: covered, body: ResponseBody::Events(events) };

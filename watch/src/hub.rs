@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use store::{Change, Event, EventKind, Store};
+use store::{Change, Event, EventKind, KeyValue, Store};
 use tokio::sync::mpsc;
 
 use crate::request::WatchRequest;
@@ -63,23 +63,57 @@ pub(crate) struct Watcher {
 }
 
 impl Watcher {
-    /// The events of one change this watcher wants, shaped as it asked.
-    pub fn select(&self, events: &[Event]) -> Vec<Event> {
+    /// The events of one change this watcher wants, shaped as it asked. A delete event that left
+    /// its previous version out gets it from `deleted_version` (given the event's index), if the
+    /// watcher asked for previous versions.
+    pub fn select(
+        &self,
+        events: &[Event],
+        deleted_version: &mut dyn FnMut(usize, &Event) -> Option<KeyValue>,
+    ) -> Vec<Event> {
         events
             .iter()
-            .filter(|event| self.request.range.contains(&event.kv.key))
-            .filter(|event| match event.kind {
+            .enumerate()
+            .filter(|(_, event)| self.request.range.contains(&event.kv.key))
+            .filter(|(_, event)| match event.kind {
                 EventKind::Put => !self.request.filter_puts,
                 EventKind::Delete => !self.request.filter_deletes,
             })
-            .map(|event| {
+            .map(|(index, event)| {
                 let mut event = event.clone();
                 if !self.request.prev_kv {
                     event.prev_kv = None;
+                } else if event.kind == EventKind::Delete && event.prev_kv.is_none() {
+                    event.prev_kv = deleted_version(index, &event);
                 }
                 event
             })
             .collect()
+    }
+}
+
+/// The previous versions a change's deletes left out, read back from the store once each, for
+/// however many watchers want them. Read under the hub lock, as etcd's watch server reads them
+/// while it sends the events; only deletes whose request did not ask `prev_kv` need it.
+pub(crate) struct DeletedVersions<'a> {
+    store: &'a Store,
+    read: HashMap<usize, Option<KeyValue>>,
+}
+
+impl<'a> DeletedVersions<'a> {
+    pub fn new(store: &'a Store) -> Self {
+        DeletedVersions { store, read: HashMap::new() }
+    }
+
+    pub fn get(&mut self, index: usize, event: &Event) -> Option<KeyValue> {
+        let store = self.store;
+        let read = self.read.entry(index).or_insert_with(|| {
+            store.deleted_version(event).unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot read a deleted version back for a watcher");
+                None
+            })
+        });
+        read.clone()
     }
 }
 
@@ -175,7 +209,7 @@ impl WatchHub {
             if change.revision <= state.published {
                 continue;
             }
-            moved_aside |= deliver(&mut state, change);
+            moved_aside |= deliver(&mut state, &self.shared.store, change);
             state.published = change.revision;
         }
         if revision > state.published {
@@ -246,14 +280,15 @@ impl Drop for WatchHub {
 
 /// Sends one change to every synced watcher that wants some of it. Returns whether a watcher
 /// was moved aside.
-fn deliver(state: &mut HubState, change: &Change) -> bool {
+fn deliver(state: &mut HubState, store: &Store, change: &Change) -> bool {
     let mut full = Vec::new();
+    let mut deleted_versions = DeletedVersions::new(store);
     let HubState { watchers, streams, unsynced, .. } = state;
     for (key, watcher) in watchers.iter_mut() {
         if !watcher.synced || change.revision < watcher.next_revision {
             continue;
         }
-        let events = watcher.select(&change.events);
+        let events = watcher.select(&change.events, &mut |index, event| deleted_versions.get(index, event));
         if events.is_empty() {
             watcher.next_revision = change.revision + 1;
             continue;

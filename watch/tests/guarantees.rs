@@ -37,10 +37,19 @@ impl Cluster {
         self.log.extend(output.changes);
     }
 
-    /// Every event of `range` from `from` on, from the test's own log.
+    /// Every event of `range` from `from` on, from the test's own log, with the previous
+    /// versions deletes left out read back (as a `prev_kv` watcher gets them).
     fn logged(&self, range: &KeyRange, from: i64) -> Vec<Event> {
         let events = self.log.iter().filter(|change| change.revision >= from).flat_map(|change| change.events.iter());
-        events.filter(|event| range.contains(&event.kv.key)).cloned().collect()
+        let events = events.filter(|event| range.contains(&event.kv.key)).cloned();
+        events
+            .map(|mut event| {
+                if event.kind == EventKind::Delete && event.prev_kv.is_none() {
+                    event.prev_kv = self.store.deleted_version(&event).unwrap();
+                }
+                event
+            })
+            .collect()
     }
 
     fn put(&mut self, key: &str, value: &str) {
@@ -237,6 +246,52 @@ async fn a_watcher_that_falls_behind_compaction_is_cancelled() {
     let expected = cluster.logged(&prefix(""), 2);
     assert!(!received.is_empty() && received.len() < expected.len());
     assert_eq!(received, expected[..received.len()], "what it got before the cancel has no gap");
+}
+
+#[tokio::test]
+async fn watchers_that_ask_get_the_versions_a_prefix_delete_did_not_read() {
+    let mut cluster = Cluster::new(WatchOptions::default());
+    for index in 0..50 {
+        cluster.put(&format!("p/{index:02}"), &format!("v{index}"));
+    }
+    let mut stream = cluster.hub.open_stream();
+    let with_prev = stream.watch(None, request(prefix("p/"), 0)).await.unwrap();
+    let narrow = stream.watch(None, request(prefix("p/4"), 0)).await.unwrap();
+    let plain = stream.watch(None, WatchRequest::new(prefix("p/"))).await.unwrap();
+    let delete_all = DeleteRangeRequest { key: b("p/"), range_end: b("p0"), prev_kv: false };
+    cluster.apply(vec![Command::DeleteRange(delete_all)]);
+    assert!(cluster.log.last().unwrap().events.iter().all(|event| event.prev_kv.is_none()), "no value was read");
+    let revision = cluster.store.revision();
+    let mut received = BTreeMap::new();
+    while received.len() < 3 {
+        let response = next(&mut stream).await;
+        if let ResponseBody::Events(events) = response.body {
+            received.insert(response.watch_id, events);
+        }
+    }
+    let shape = |events: &[Event]| -> Vec<(String, Option<String>)> {
+        events
+            .iter()
+            .map(|event| {
+                assert_eq!((event.kind, event.kv.mod_revision), (EventKind::Delete, revision));
+                let value = event.prev_kv.as_ref().map(|prev| String::from_utf8(prev.value.to_vec()).unwrap());
+                (String::from_utf8(event.kv.key.to_vec()).unwrap(), value)
+            })
+            .collect()
+    };
+    let expected: Vec<_> = (0..50).map(|index| (format!("p/{index:02}"), Some(format!("v{index}")))).collect();
+    assert_eq!(shape(&received[&with_prev]), expected);
+    assert_eq!(shape(&received[&narrow]), expected[40..]);
+    assert!(shape(&received[&plain]).iter().all(|(_, value)| value.is_none()), "prev_kv only when asked");
+
+    // After a compaction past the revision before the delete, a watcher from history gets the
+    // deletes without their previous versions, as etcd's does.
+    cluster.apply(vec![Command::Compact { revision }]);
+    let mut late = cluster.hub.open_stream();
+    let id = late.watch(None, request(prefix("p/"), revision)).await.unwrap();
+    let (events, _) = events_until(&mut late, id, revision).await;
+    assert_eq!(shape(&events.concat()).len(), 50);
+    assert!(shape(&events.concat()).iter().all(|(_, value)| value.is_none()));
 }
 
 #[tokio::test]

@@ -120,7 +120,11 @@ pub fn put_with_lease(key: &str, value: &str, lease: i64) -> Command {
 }
 
 pub fn delete(key: &str, range_end: &str) -> Command {
-    Command::DeleteRange(DeleteRangeRequest { key: b(key), range_end: b(range_end), prev_kv: true })
+    Command::DeleteRange(delete_request(key, range_end))
+}
+
+pub fn delete_request(key: &str, range_end: &str) -> DeleteRangeRequest {
+    DeleteRangeRequest { key: b(key), range_end: b(range_end), prev_kv: true }
 }
 
 pub fn range(key: &str, range_end: &str) -> RangeRequest {
