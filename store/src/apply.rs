@@ -127,7 +127,7 @@ impl<'a> Applier<'a> {
                 txn_check::check_shape(txn, self.max_txn_ops)?;
                 let plan = self.plan(txn)?;
                 let mut response = self.txn(&mut writer, txn, &plan)?;
-                response.revision = if writer.wrote() { writer.main } else { self.revision };
+                response.revision = self.written_revision(&writer);
                 Response::Txn(response)
             }
             Command::Compact { revision } => {
@@ -140,7 +140,7 @@ impl<'a> Applier<'a> {
             }
             Command::LeaseRevoke { id } => {
                 self.lease_revoke(&mut writer, *id)?;
-                Response::LeaseRevoke { revision: if writer.wrote() { writer.main } else { self.revision } }
+                Response::LeaseRevoke { revision: self.written_revision(&writer) }
             }
             Command::LeaseCheckpoint { id, remaining_ttl_seconds } => {
                 let mut info = self.lease(*id)?.ok_or(Error::LeaseNotFound { lease_id: *id })?;
@@ -331,16 +331,11 @@ impl<'a> Applier<'a> {
             })
         })?;
         let deleted = doomed.len() as i64;
-        if !delete.prev_kv {
-            for prev in doomed {
-                self.delete_key(writer, &prev, None);
-            }
-            return Ok(DeleteRangeResponse { deleted, prev_kvs: Vec::new(), revision: self.written_revision(writer) });
-        }
         for prev in &doomed {
-            self.delete_key(writer, prev, Some(prev.clone()));
+            self.delete_key(writer, prev, delete.prev_kv.then(|| prev.clone()));
         }
-        Ok(DeleteRangeResponse { deleted, prev_kvs: doomed, revision: self.written_revision(writer) })
+        let prev_kvs = if delete.prev_kv { doomed } else { Vec::new() };
+        Ok(DeleteRangeResponse { deleted, prev_kvs, revision: self.written_revision(writer) })
     }
 
     /// The revision a command's response names: its own if it wrote, else the current one.
