@@ -27,7 +27,7 @@ pub fn router(context: Arc<Context>) -> axum::Router {
 
 /// Any other path: a gRPC service keel does not serve (Auth, say) gets a gRPC UNIMPLEMENTED
 /// that names it, rather than an HTTP 404 clients report as a transport error.
-async fn unimplemented_service(uri: axum::http::Uri) -> impl IntoResponse {
+async fn unimplemented_service(uri: http::Uri) -> impl IntoResponse {
     let message = format!("keel: {} is not implemented (see COMPAT.md)", uri.path());
     let headers = [
         (header::CONTENT_TYPE, "application/grpc".to_string()),

@@ -93,8 +93,8 @@ impl PbKvService for KvService {
         Err(Status::unimplemented("keel: KV.RangeStream is not part of etcd 3.5's API"))
     }
 
-    /// Served by [`KvRoutes`](crate::kv_routes::KvRoutes) through `range_encoded`; this is the
-    /// same reply as a message, for the generated server's route it never reaches.
+    /// Served by `kv_calls.rs` through `range_encoded` over HTTP/2; this is the same reply as a
+    /// message, for the generated server's route (HTTP/1.1, where gRPC does not work anyway).
     async fn range(&self, request: Request<PbRangeRequest>) -> Result<tonic::Response<PbRangeResponse>, Status> {
         let reply = self.range_encoded(request).await?;
         reply.decode().map(tonic::Response::new).map_err(|error| Status::internal(error.to_string()))

@@ -15,23 +15,25 @@ mod cluster;
 mod concurrency;
 mod convert;
 mod election;
+mod h2_connection;
 mod http_endpoints;
 mod kv;
-mod kv_routes;
+mod kv_calls;
 mod lease;
 mod lock;
 mod maintenance;
 mod protos;
 mod range_reply;
+mod routed_stream;
+mod server;
 mod snapshot_stream;
 mod status;
 mod token;
 mod watch_service;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use etcd_client::proto::{PbClusterServer, PbLeaseServer, PbMaintenanceServer, PbResponseHeader, PbWatchServer};
+use etcd_client::proto::PbResponseHeader;
 use raft::Member;
 use watch::WatchHub;
 
@@ -43,6 +45,7 @@ pub use kv::KvService;
 pub use lease::LeaseService;
 pub use lock::LockService;
 pub use maintenance::MaintenanceService;
+pub use server::serve;
 pub use watch_service::{HubListener, WatchService};
 
 /// The etcd version keel answers as, so clients that check versions behave.
@@ -51,7 +54,6 @@ pub const EMULATED_ETCD_VERSION: &str = "3.5.17";
 /// Largest request the server accepts by default (etcd's `--max-request-bytes`, 1.5 MiB);
 /// gRPC gets etcd's overhead allowance on top.
 pub const MAX_REQUEST_BYTES: usize = 1536 * 1024;
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// What every service needs: the member, and the ids that go into response headers.
 #[derive(Debug, Clone)]
@@ -90,67 +92,3 @@ impl Context {
         })
     }
 }
-
-/// Serves the etcd API on `address` until `shutdown` resolves: over TLS with `tls` (an
-/// `https://` client URL), else plain HTTP/2 (and HTTP/1.1 for the plain endpoints).
-pub async fn serve(
-    context: Arc<Context>,
-    address: SocketAddr,
-    tls: Option<raft::TlsConfig>,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let limit = context.max_request_bytes + GRPC_OVERHEAD_BYTES;
-    // Once `shutdown` resolves, open streams (watches, keep-alives, locks) get a grace period
-    // to end, then serving stops regardless, so a SIGTERM'd member never lingers.
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    };
-    // HTTP/1.1 too, for the plain endpoints etcd serves on the same port.
-    let router = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .add_routes(tonic::service::Routes::from(http_endpoints::router(context.clone())))
-        .add_service(kv_routes::KvRoutes::new(KvService::new(context.clone()), limit))
-        .add_service(
-            PbMaintenanceServer::new(MaintenanceService::new(context.clone())).max_decoding_message_size(limit),
-        )
-        .add_service(PbLeaseServer::new(LeaseService::new(context.clone())).max_decoding_message_size(limit))
-        .add_service(PbClusterServer::new(ClusterService::new(context.clone())).max_decoding_message_size(limit))
-        .add_service(
-            protos::v3lockpb::lock_server::LockServer::new(LockService::new(context.clone()))
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            protos::v3electionpb::election_server::ElectionServer::new(ElectionService::new(context.clone()))
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            protos::etcdserverpb::auth_server::AuthServer::new(AuthService::new(context.clone()))
-                .max_decoding_message_size(limit),
-        )
-        .add_service(PbWatchServer::new(WatchService::new(context)).max_decoding_message_size(limit));
-    let server = async move {
-        let served = match tls {
-            None => router.serve_with_shutdown(address, shutdown).await,
-            Some(tls) => {
-                let incoming = tls.bind(address).await?;
-                router.serve_with_incoming_shutdown(incoming, shutdown).await
-            }
-        };
-        served.map_err(Box::<dyn std::error::Error + Send + Sync>::from)
-    };
-    tokio::select! {
-        served = server => served,
-        () = async {
-            if stopped.await.is_ok() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => Ok(()),
-    }
-}
-
-/// How long open streams may run on after shutdown begins.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

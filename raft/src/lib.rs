@@ -47,7 +47,7 @@ pub use log_store::LogStore;
 pub use member::{Alarm, ClusterState, Member, MemberConfig, MemberError, MemberInfo, MemberStatus};
 pub use restore::restore_snapshot;
 pub use state_machine::{ChangeListener, SnapshotBuilder, SnapshotFile, StateMachine};
-pub use tls::{TlsConfig, TlsIncoming};
+pub use tls::{TlsConfig, TlsConnection, TlsIncoming};
 pub use types::{MemberNode, Reply, Request, TypeConfig};
 
 /// A named point where tests inject a crash or an error (the `failpoints` feature; a keel

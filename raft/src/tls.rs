@@ -34,7 +34,10 @@ const ACCEPTED_QUEUE_MAX: usize = 64;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Connections that finished their TLS handshake, for tonic's `serve_with_incoming_shutdown`.
-pub type TlsIncoming = ReceiverStream<io::Result<TlsStream<TcpStream>>>;
+pub type TlsIncoming = ReceiverStream<io::Result<TlsConnection>>;
+
+/// One accepted connection, its TLS handshake done.
+pub type TlsConnection = TlsStream<TcpStream>;
 
 /// One side's certificate, key and trusted CA, loaded and checked once at startup.
 #[derive(Clone)]
