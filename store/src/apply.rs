@@ -6,6 +6,7 @@
 //! reaches the engine as one atomic write together with the new revision and applied position.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,6 +23,7 @@ use crate::key_range::KeyRange;
 use crate::key_value::{Change, Event, EventKind, KeyValue};
 use crate::lease;
 use crate::meta;
+use crate::newest_versions::NewestVersions;
 use crate::pending::PendingWrites;
 use crate::range;
 use crate::read_view::{Flow, ReadView};
@@ -40,18 +42,14 @@ pub struct Applier<'a> {
     /// The auth state as of the commands applied so far; written back if `auth_changed`.
     pub auth: Arc<AuthState>,
     pub auth_changed: bool,
-    /// The last key read as of `revision`. A conditional write (every apiserver write, an
-    /// etcd compare-and-swap) reads its key for the compare and again for the put: the put
-    /// takes this instead of seeking the engine once more.
-    last_read: RefCell<Option<KeyRead>>,
-}
-
-/// One key as of one revision. A revision's versions never change once it is applied, so
-/// this stays true for as long as that revision is the one reads are made at.
-struct KeyRead {
-    key: Bytes,
-    revision: i64,
-    found: Option<KeyValue>,
+    /// The newest version of keys, as earlier batches left them.
+    newest: &'a NewestVersions,
+    /// The newest version of every key this batch read or wrote (`None`: it does not exist).
+    /// A conditional write (every apiserver write, an etcd compare-and-swap) reads its key for
+    /// the compare and again for the put: the put finds it here.
+    batch_newest: RefCell<HashMap<Bytes, Option<KeyValue>>>,
+    /// The main revision of the batch's latest write, 0 before any.
+    written_main: i64,
 }
 
 /// The writes of one command: they all share one main revision.
@@ -86,6 +84,7 @@ impl<'a> Applier<'a> {
         revision: i64,
         compact_revision: i64,
         auth: Arc<AuthState>,
+        newest: &'a NewestVersions,
     ) -> Self {
         Applier {
             engine,
@@ -96,7 +95,9 @@ impl<'a> Applier<'a> {
             changes: Vec::new(),
             auth,
             auth_changed: false,
-            last_read: RefCell::new(None),
+            newest,
+            batch_newest: RefCell::new(HashMap::new()),
+            written_main: 0,
         }
     }
 
@@ -177,17 +178,21 @@ impl<'a> Applier<'a> {
         }
     }
 
-    /// One key as of `revision`; remembered when that is the revision before this command.
-    /// (Reads at the command's own revision see its writes so far, which can still change.)
+    /// One key as of `revision`. A read that sees every write so far (the usual case) is of the
+    /// key's newest version: it is taken from, or remembered in, the newest versions known.
     fn get(&self, key: &Bytes, revision: i64) -> Result<Option<KeyValue>> {
-        if let Some(read) = self.last_read.borrow().as_ref() {
-            if read.revision == revision && read.key == key {
-                return Ok(read.found.clone());
+        let of_newest = revision >= self.revision && revision >= self.written_main;
+        if of_newest {
+            if let Some(found) = self.batch_newest.borrow().get(&key[..]) {
+                return Ok(found.clone());
+            }
+            if let Some(found) = self.newest.get(key) {
+                return Ok(found.clone());
             }
         }
         let found = self.read(revision, |view| view.get(key))?;
-        if revision == self.revision {
-            *self.last_read.borrow_mut() = Some(KeyRead { key: key.clone(), revision, found: found.clone() });
+        if of_newest {
+            self.batch_newest.borrow_mut().insert(key.clone(), found.clone());
         }
         Ok(found)
     }
@@ -298,6 +303,7 @@ impl<'a> Applier<'a> {
         };
         let record = VersionRecord::Live { create_revision: kv.create_revision, version: kv.version, lease, value };
         self.write_version(&put.key, revision, &record);
+        self.batch_newest.get_mut().insert(put.key.clone(), Some(kv.clone()));
         if let Some(prev) = prev.as_ref().filter(|prev| prev.lease != 0 && prev.lease != lease) {
             self.pending.delete(Space::LeaseKeys, codec::lease_keys_key(prev.lease, &put.key));
         }
@@ -351,6 +357,7 @@ impl<'a> Applier<'a> {
     fn delete_key(&mut self, writer: &mut RevisionWriter, current: &KeyValue, prev_kv: Option<KeyValue>) {
         let revision = writer.next_revision();
         self.write_version(&current.key, revision, &VersionRecord::Tombstone);
+        self.batch_newest.get_mut().insert(current.key.clone(), None);
         if current.lease != 0 {
             self.pending.delete(Space::LeaseKeys, codec::lease_keys_key(current.lease, &current.key));
         }
@@ -360,6 +367,7 @@ impl<'a> Applier<'a> {
 
     /// One version in the Kv space and its entry in the History space.
     fn write_version(&mut self, key: &[u8], revision: Revision, record: &VersionRecord) {
+        self.written_main = revision.main;
         let kv_key = codec::kv_key(key, revision);
         let sealed = codec::seal(Space::Kv, &kv_key, record.encode());
         self.pending.put(Space::Kv, kv_key, sealed);
@@ -502,14 +510,19 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Ends the batch: the writes plus the new revision and applied position, as one batch.
-    pub fn finish(mut self, position: &[u8]) -> (crate::engine::WriteBatch, Vec<Change>) {
+    /// Ends the batch: the writes plus the new revision and applied position, as one batch;
+    /// the change feed; and the newest versions of the keys it read or wrote, which become
+    /// true once the batch is written.
+    pub fn finish(
+        mut self,
+        position: &[u8],
+    ) -> (crate::engine::WriteBatch, Vec<Change>, HashMap<Bytes, Option<KeyValue>>) {
         if self.auth_changed {
             self.auth.write(&mut self.pending);
         }
         meta::write_i64(&mut self.pending, meta::REVISION, self.revision);
         meta::write_bytes(&mut self.pending, meta::APPLIED_POSITION, position);
-        (self.pending.into_batch(), self.changes)
+        (self.pending.into_batch(), self.changes, self.batch_newest.into_inner())
     }
 }
 

@@ -25,6 +25,7 @@ mod key_range;
 mod key_value;
 mod lease;
 mod meta;
+mod newest_versions;
 mod pending;
 mod range;
 mod read_view;

@@ -18,6 +18,7 @@ use crate::history;
 use crate::key_value::{Change, Event, KeyValue};
 use crate::lease;
 use crate::meta;
+use crate::newest_versions::NewestVersions;
 use crate::range;
 use crate::read_view::ReadView;
 use crate::snapshot::{self, SnapshotSummary, StoreSnapshot};
@@ -75,6 +76,7 @@ struct Shared {
 struct ApplyState {
     failed: bool,
     applied_position: Option<Bytes>,
+    newest: NewestVersions,
 }
 
 /// The MVCC store. Dropping it stops background compaction (which resumes at the next open).
@@ -116,7 +118,7 @@ impl Store {
         let shared = Arc::new(Shared {
             engine,
             options,
-            apply_lock: Mutex::new(ApplyState { failed: false, applied_position }),
+            apply_lock: Mutex::new(ApplyState { failed: false, applied_position, newest: NewestVersions::default() }),
             revision: AtomicI64::new(revision),
             compact_revision: AtomicI64::new(compact_revision),
             compaction,
@@ -130,14 +132,21 @@ impl Store {
     /// applied, and the store refuses further batches until it is reopened.
     pub fn apply(&self, commands: &[Command], position: &[u8]) -> Result<ApplyOutput> {
         let shared = &self.shared;
-        let mut state = shared.apply_lock.lock().expect("apply lock");
+        let mut guard = shared.apply_lock.lock().expect("apply lock");
+        let state = &mut *guard;
         if state.failed {
             return Err(Error::Failed);
         }
         let revision = shared.revision.load(Ordering::Acquire);
         let compact_revision = shared.compact_revision.load(Ordering::Acquire);
-        let mut applier =
-            Applier::new(shared.engine.as_ref(), shared.options.max_txn_ops, revision, compact_revision, self.auth());
+        let mut applier = Applier::new(
+            shared.engine.as_ref(),
+            shared.options.max_txn_ops,
+            revision,
+            compact_revision,
+            self.auth(),
+            &state.newest,
+        );
         let mut results = Vec::with_capacity(commands.len());
         for command in commands {
             match applier.apply(command) {
@@ -150,7 +159,7 @@ impl Store {
         }
         let (new_revision, new_compact_revision) = (applier.revision, applier.compact_revision);
         let new_auth = applier.auth_changed.then(|| applier.auth.clone());
-        let (batch, changes) = applier.finish(position);
+        let (batch, changes, newest) = applier.finish(position);
         let written = crate::failpoint("store::apply::before_write")
             .and_then(|()| shared.engine.write(batch, shared.options.durability));
         if let Err(error) = written {
@@ -162,6 +171,7 @@ impl Store {
             state.failed = true;
             return Err(error);
         }
+        state.newest.absorb(newest);
         shared.revision.store(new_revision, Ordering::Release);
         if let Some(auth) = new_auth {
             *shared.auth.write().expect("auth lock") = auth;
@@ -351,6 +361,7 @@ impl Store {
         let mut state = shared.apply_lock.lock().expect("apply lock");
         let _pass_lock = shared.compaction.pass_lock.lock().expect("compaction pass lock");
         shared.compaction.progress.lock().expect("compaction lock").generation += 1;
+        state.newest.clear();
         if let Err(error) = snapshot::install(shared.engine.as_ref(), path) {
             state.failed = true;
             return Err(error);
