@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use etcd_client::proto::{
-    PbCompactionRequest, PbDeleteRequest, PbKvService, PbPutRequest, PbRangeRequest, PbTxnRequest,
-};
+use etcd_client::proto::{PbKvService, PbRangeRequest};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue};
@@ -126,23 +124,26 @@ async fn answer(
             };
             Reply::range(reply)
         }
-        KvMethod::Put => {
-            let request: PbPutRequest = decode(message)?;
-            Reply::message(PbKvService::put(&**kv, tonic_request(metadata, request)).await?.get_ref())
-        }
-        KvMethod::DeleteRange => {
-            let request: PbDeleteRequest = decode(message)?;
-            Reply::message(PbKvService::delete_range(&**kv, tonic_request(metadata, request)).await?.get_ref())
-        }
-        KvMethod::Txn => {
-            let request: PbTxnRequest = decode(message)?;
-            Reply::message(PbKvService::txn(&**kv, tonic_request(metadata, request)).await?.get_ref())
-        }
-        KvMethod::Compact => {
-            let request: PbCompactionRequest = decode(message)?;
-            Reply::message(PbKvService::compact(&**kv, tonic_request(metadata, request)).await?.get_ref())
-        }
+        KvMethod::Put => unary(message, metadata, |request| PbKvService::put(&**kv, request)).await?,
+        KvMethod::DeleteRange => unary(message, metadata, |request| PbKvService::delete_range(&**kv, request)).await?,
+        KvMethod::Txn => unary(message, metadata, |request| PbKvService::txn(&**kv, request)).await?,
+        KvMethod::Compact => unary(message, metadata, |request| PbKvService::compact(&**kv, request)).await?,
     })
+}
+
+/// Decodes `message`, calls `method` with it and encodes its answer.
+async fn unary<Q, A, F>(
+    message: Bytes,
+    metadata: MetadataMap,
+    method: impl FnOnce(tonic::Request<Q>) -> F,
+) -> Result<Reply, Status>
+where
+    Q: Message + Default,
+    A: Message,
+    F: std::future::Future<Output = Result<tonic::Response<A>, Status>>,
+{
+    let request = decode(message)?;
+    Ok(Reply::message(method(tonic_request(metadata, request)).await?.get_ref()))
 }
 
 fn tonic_request<T>(metadata: MetadataMap, message: T) -> tonic::Request<T> {
@@ -157,27 +158,29 @@ fn decode<T: Message + Default>(message: Bytes) -> Result<T, Status> {
 /// The request's one message, without its prefix. One that declares more than `limit` bytes
 /// is refused as soon as its prefix arrives, as grpc-go refuses it.
 async fn read_message(mut body: RecvStream, limit: usize) -> Result<Bytes, Status> {
-    // Usually the whole message comes in one DATA frame, taken as it is.
-    let mut first: Option<Bytes> = None;
-    let mut joined = BytesMut::new();
+    // Usually the whole message comes in one DATA frame, kept as it is; once a second one
+    // comes, they are joined.
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
     while let Some(data) = body.data().await {
         let data = data.map_err(|error| Status::from_error(Box::new(error)))?;
         let _ = body.flow_control().release_capacity(data.len());
-        match first.take() {
-            None if joined.is_empty() => first = Some(data),
-            held => {
-                if let Some(held) = held {
-                    joined.extend_from_slice(&held);
-                }
-                joined.extend_from_slice(&data);
+        match joined.as_mut() {
+            Some(joined) => joined.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut both = BytesMut::with_capacity(first.len() + data.len());
+                both.extend_from_slice(&first);
+                both.extend_from_slice(&data);
+                joined = Some(both);
             }
         }
-        let received = first.as_deref().unwrap_or(&joined);
+        let received = joined.as_deref().unwrap_or(&first);
         if received.len() >= PREFIX_BYTES {
             check_prefix(received, limit)?;
         }
     }
-    let received = first.unwrap_or_else(|| joined.freeze());
+    let received = joined.map_or(first, BytesMut::freeze);
     message_of(received, limit)
 }
 

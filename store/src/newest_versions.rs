@@ -53,10 +53,9 @@ impl NewestVersions {
     pub(crate) fn absorb(&mut self, newest: HashMap<Bytes, Option<KeyValue>>) {
         for (key, version) in newest {
             let size = entry_size(&key, version.as_ref());
-            if let Some((stored_key, slot)) = self.versions.get_key_value(&key[..]) {
-                let (stored_key, replaced) = (stored_key.clone(), entry_size(&key, slot.as_ref()));
-                self.bytes = self.bytes - replaced + size;
-                self.versions.insert(stored_key.clone(), owned(stored_key, version));
+            if let Some(slot) = self.versions.get_mut(&key[..]) {
+                self.bytes = self.bytes - entry_size(&key, slot.as_ref()) + size;
+                *slot = owned(Bytes::copy_from_slice(&key), version);
                 continue;
             }
             if version.as_ref().is_none_or(|version| version.version <= 1) {
@@ -82,7 +81,7 @@ impl NewestVersions {
     }
 }
 
-/// `version` with `key` (already owned) and a copy of its value.
+/// `version` with `key` (an owned copy) and a copy of its value.
 fn owned(key: Bytes, version: Option<KeyValue>) -> Option<KeyValue> {
     version.map(|version| KeyValue { key, value: Bytes::copy_from_slice(&version.value), ..version })
 }
