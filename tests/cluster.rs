@@ -69,15 +69,18 @@ async fn killing_the_leader_under_writes_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
-    // A snapshot every 100 entries and at most 100 entries kept behind it: a member that
-    // missed thousands of entries can only catch up from a snapshot.
+    // A snapshot every 100 commands, and openraft keeps 1,000 log entries behind the last one.
+    // Concurrent writes share entries (at most one per writer each), so with two writers 3,000
+    // writes are at least 1,500 entries: a member that missed them all can only catch up from
+    // a snapshot. (With eight, faster serving packed them into fewer than 1,000 entries at
+    // times, and the follower caught up from the log.)
     let writes: usize = std::env::var("KEEL_CATCH_UP_WRITES").map_or(3000, |value| value.parse().unwrap());
     let mut cluster = Cluster::start(3, &["--snapshot-count", "100"]).await;
     let leader = cluster.wait_for_leader().await;
     let follower = (leader + 1) % 3;
     cluster.kill(follower);
     let endpoints = vec![cluster.nodes[leader].endpoint()];
-    let writer = Writer::start_many(endpoints, "catch-up/", 8);
+    let writer = Writer::start_many(endpoints, "catch-up/", 2);
     writer.wait_for_more(writes).await;
     let written = writer.finish().await;
     cluster.restart(follower);
